@@ -1,0 +1,2 @@
+//! The `streamcart` binary.
+fn main() {}

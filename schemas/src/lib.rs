@@ -1,0 +1,5 @@
+//! Avro contract and codec.
+pub mod contract;
+pub mod error;
+pub mod topics;
+pub(crate) mod mapping { pub(crate) mod value; }
