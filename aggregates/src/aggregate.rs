@@ -63,17 +63,6 @@ pub trait Aggregate {
     {
         events.into_iter().fold(state, Self::evolve)
     }
-
-    /// Decides and, when accepted, returns the events with the state after them.
-    fn handle(
-        state: &Self::State,
-        command: &Self::Command,
-        ctx: &Self::Context,
-    ) -> Result<(Vec<Self::Event>, Self::State), Self::Rejection> {
-        let events = Self::decide(state, command, ctx)?;
-        let next = Self::evolve_all(state.clone(), &events);
-        Ok((events, next))
-    }
 }
 
 /// Rebuilds an aggregate's state from its full history; a free-function form of [`Aggregate::replay`].

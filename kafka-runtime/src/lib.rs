@@ -1,1 +1,25 @@
-//! Shared Kafka plumbing.
+//! Shared Kafka plumbing for every processor and projector.
+//!
+//! # Layout
+//! - [`settings`]: how to reach Kafka and how to batch, one typed struct.
+//! - [`transactional`]: the consume → handle → produce → commit loop in Kafka transactions, with
+//!   rebalance handling, roll-back on abort and fencing of zombie instances.
+//! - [`restore`]: reading a partition to its end, for rebuilding state on assignment.
+//! - [`admin`]: creating topics with their partition counts and cleanup policies.
+//! - [`dead_letter`]: records that cannot be handled, kept with their original bytes.
+//! - [`trace`]: W3C trace context carried in the `traceparent` header.
+//! - [`headers`]: header names used on every record.
+//! - [`shutdown`]: a cancellation token fired by SIGTERM / SIGINT.
+
+pub mod admin;
+pub mod dead_letter;
+pub mod error;
+pub mod headers;
+pub mod restore;
+pub mod settings;
+pub mod shutdown;
+pub mod trace;
+pub mod transactional;
+
+pub use error::{HandleError, RuntimeError};
+pub use settings::KafkaSettings;

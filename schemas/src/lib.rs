@@ -1,5 +1,7 @@
 //! Avro contract and codec.
+pub mod codec;
 pub mod contract;
+pub mod envelope;
 pub mod error;
+pub(crate) mod mapping;
 pub mod topics;
-pub(crate) mod mapping { pub(crate) mod value; }

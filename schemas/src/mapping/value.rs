@@ -114,9 +114,12 @@ impl Fields {
         }
     }
 
-    /// The record name this reader reports in errors.
-    pub(crate) fn record(&self) -> &'static str {
-        self.record
+    /// A reader over one loose value, so field helpers apply to it (e.g. an optional id).
+    pub(crate) fn single(record: &'static str, field: &'static str, value: Value) -> Self {
+        Self {
+            record,
+            fields: vec![(field.to_owned(), value)],
+        }
     }
 
     fn wrong(&self, field: &'static str, expected: &'static str, found: &Value) -> MappingError {
@@ -139,6 +142,28 @@ impl Fields {
                 field,
             })?;
         Ok(unwrap_union(self.fields.swap_remove(pos).1))
+    }
+
+    /// Removes a field as is, keeping a union's branch index.
+    pub(crate) fn take_raw(&mut self, field: &'static str) -> Result<Value, MappingError> {
+        let pos = self
+            .fields
+            .iter()
+            .position(|(name, _)| name == field)
+            .ok_or(MappingError::MissingField {
+                record: self.record,
+                field,
+            })?;
+        Ok(self.fields.swap_remove(pos).1)
+    }
+
+    /// A `["null", "long"]` field.
+    pub(crate) fn optional_long(&mut self, field: &'static str) -> Result<Option<i64>, MappingError> {
+        match self.take(field)? {
+            Value::Null => Ok(None),
+            Value::Long(v) => Ok(Some(v)),
+            other => Err(self.wrong(field, "null or long", &other)),
+        }
     }
 
     /// A `string` field.
@@ -246,15 +271,7 @@ impl Fields {
 
     /// A union field: the branch index and its value, as schema resolution left them.
     pub(crate) fn union(&mut self, field: &'static str) -> Result<(u32, Value), MappingError> {
-        let pos = self
-            .fields
-            .iter()
-            .position(|(name, _)| name == field)
-            .ok_or(MappingError::MissingField {
-                record: self.record,
-                field,
-            })?;
-        match self.fields.swap_remove(pos).1 {
+        match self.take_raw(field)? {
             Value::Union(index, value) => Ok((index, *value)),
             other => Err(self.wrong(field, "union", &other)),
         }

@@ -1,0 +1,85 @@
+//! Reading one partition from an offset to its end, for rebuilding state on assignment.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::{KafkaSettings, RuntimeError};
+
+/// Reads committed records of `topic[partition]` from `from` until the end the partition had when
+/// the read started, calling `on_record` for each.
+///
+/// "The end" is the high watermark, not the last stable offset: if a crashed writer left a
+/// transaction open, this waits until the broker resolves it (at most the transaction timeout),
+/// so state is never rebuilt without records that later turn out to be committed.
+pub fn read_partition<F>(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    timeout: Duration,
+    mut on_record: F,
+) -> Result<u64, RuntimeError>
+where
+    F: FnMut(&BorrowedMessage<'_>) -> Result<(), String>,
+{
+    let fail = |reason: String| RuntimeError::Restore {
+        topic: topic.to_owned(),
+        partition,
+        reason,
+    };
+    let consumer: BaseConsumer = settings.restore_consumer().create()?;
+    let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+    if high <= from {
+        return Ok(0);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from.max(0)))?;
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + timeout;
+    let mut read = 0u64;
+    loop {
+        if current_position(&consumer, topic, partition) >= high {
+            return Ok(read);
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!(
+                "end offset {high} not reached within {timeout:?}"
+            )));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let offset = m.offset();
+                on_record(&m).map_err(|e| fail(format!("offset {offset}: {e}")))?;
+                read += 1;
+                if offset + 1 >= high {
+                    return Ok(read);
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+            ))) => {
+                return Err(fail("topic does not exist".into()));
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+}
+
+fn current_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> i64 {
+    consumer
+        .position()
+        .ok()
+        .and_then(|tpl| tpl.find_partition(topic, partition))
+        .and_then(|p| match p.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+        .unwrap_or(-1)
+}

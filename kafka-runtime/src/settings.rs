@@ -1,0 +1,100 @@
+//! How to reach Kafka and how to batch: one typed struct, filled from the binary's configuration.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+/// Kafka connection and transaction settings shared by every loop.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub bootstrap_servers: String,
+    /// Most input records handled in one transaction: the throughput lever.
+    pub batch_max_records: usize,
+    /// Longest a transaction stays open collecting records, in milliseconds.
+    pub batch_max_wait_ms: u64,
+    /// Broker-side transaction timeout in milliseconds: how long a crashed instance's open
+    /// transaction can block readers of its partitions before the broker aborts it.
+    pub transaction_timeout_ms: u64,
+    /// Consumer session timeout in milliseconds: how fast a dead instance's partitions move.
+    pub session_timeout_ms: u64,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            batch_max_records: 500,
+            batch_max_wait_ms: 20,
+            transaction_timeout_ms: 10_000,
+            session_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl KafkaSettings {
+    /// Longest a batch stays open.
+    pub fn batch_max_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_max_wait_ms)
+    }
+
+    /// A transactional, idempotent producer. Keys are placed with murmur2 (`murmur2_random`:
+    /// murmur2 for keyed records, like the Java client's default partitioner), so JVM producers
+    /// and this one agree on the partition of every key.
+    pub fn transactional_producer(&self, transactional_id: &str) -> ClientConfig {
+        let mut c = self.producer();
+        c.set("transactional.id", transactional_id).set(
+            "transaction.timeout.ms",
+            self.transaction_timeout_ms.to_string(),
+        );
+        c
+    }
+
+    /// A plain idempotent producer (murmur2 placement), for clients outside transactions.
+    pub fn producer(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "2")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", "30000");
+        c
+    }
+
+    /// A consumer in `group_id` that reads only committed records and never commits on its own.
+    pub fn transactional_consumer(&self, group_id: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers)
+            .set("group.id", group_id)
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (self.session_timeout_ms / 4).max(500).to_string(),
+            )
+            .set("max.poll.interval.ms", "300000")
+            .set("fetch.wait.max.ms", "50")
+            .set("partition.assignment.strategy", "cooperative-sticky");
+        c
+    }
+
+    /// A group-less reader of committed records, for restoring state from a partition.
+    pub fn restore_consumer(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers)
+            .set("group.id", "streamcart-restore-unused")
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "20")
+            .set("auto.offset.reset", "earliest");
+        c
+    }
+}
