@@ -23,7 +23,8 @@ fn main() -> io::Result<()> {
     let mut files = Vec::new();
     collect(&avro, &mut files)?;
     files.sort();
-    let mut code = String::from("/// Every embedded `.avsc` file: path under `avro/` and its text.\n");
+    let mut code =
+        String::from("/// Every embedded `.avsc` file: path under `avro/` and its text.\n");
     code.push_str("pub(crate) static AVSC_FILES: &[(&str, &str)] = &[\n");
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
@@ -32,7 +33,10 @@ fn main() -> io::Result<()> {
             .map_err(io::Error::other)?
             .to_string_lossy()
             .replace('\\', "/");
-        code.push_str(&format!("    ({rel:?}, include_str!({:?})),\n", file.display().to_string()));
+        code.push_str(&format!(
+            "    ({rel:?}, include_str!({:?})),\n",
+            file.display().to_string()
+        ));
     }
     code.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(io::Error::other)?);

@@ -9,7 +9,9 @@
 //!   same files — `commands`, `events`, `state` (folded by `evolve`), `decide` (all invariants)
 //!   and `errors` (rejections with stable codes).
 //! - `testing` (tests, or the `testing` feature): a given / when / then harness shared by all
-//!   aggregates.
+//!   aggregates. Each aggregate module also has `tests` (given / when / then for every command
+//!   path) and `properties` (random command sequences, invariants checked after every step); a
+//!   crate-level property test wires all four through the saga reactions of the domain contract.
 //!
 //! Everything here is synchronous and free of I/O, clocks and randomness: `decide` sees only the
 //! state, the command and an explicit context (a price book, a payment policy), so the Kafka
@@ -54,6 +56,9 @@ pub mod values;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+#[cfg(test)]
+mod saga_properties;
 
 pub use aggregate::{Aggregate, AggregateState, Rejection, replay};
 pub use catalog::Product;

@@ -392,12 +392,7 @@ mod tests {
     fn sku_accepts_documented_shape_and_refuses_others() {
         assert!(Sku::new("SKU-000042").is_ok());
         assert!(Sku::new("a.b_c-1").is_ok());
-        assert_eq!(
-            Sku::new(""),
-            Err(IdError::Empty {
-                kind: IdKind::Sku
-            })
-        );
+        assert_eq!(Sku::new(""), Err(IdError::Empty { kind: IdKind::Sku }));
         assert!(matches!(
             Sku::new("x".repeat(65)),
             Err(IdError::TooLong { len: 65, .. })

@@ -73,13 +73,11 @@ where
 }
 
 fn current_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> i64 {
-    consumer
-        .position()
-        .ok()
-        .and_then(|tpl| tpl.find_partition(topic, partition))
-        .and_then(|p| match p.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => None,
-        })
-        .unwrap_or(-1)
+    let Ok(tpl) = consumer.position() else {
+        return -1;
+    };
+    match tpl.find_partition(topic, partition).map(|p| p.offset()) {
+        Some(Offset::Offset(o)) => o,
+        _ => -1,
+    }
 }

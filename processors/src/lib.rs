@@ -1,1 +1,11 @@
-//! streamcart processors.
+//! Command handling, saga reactions and deadlines.
+//!
+//! # Layout
+//! - [`command`]: the command processor — one per aggregate type, single writer per partition.
+//!   [`command::table`] holds the pure logic (dedupe, optimistic concurrency, versions, snapshot
+//!   policy, roll-back); [`command::driver`] runs it in process for tests; [`command::kafka`] runs it
+//!   in Kafka transactions on top of `streamcart-kafka-runtime`.
+//! - [`bindings`]: which context, topics and decide-context each aggregate type uses.
+
+pub mod bindings;
+pub mod command;

@@ -234,7 +234,12 @@ impl Codec {
     /// The registry id of this build's schema for `stream`, registered under the stream's
     /// subject if the registry does not have it yet (as Confluent serializers do by default).
     pub async fn schema_id(&self, stream: Stream) -> Result<u32, EncodeError> {
-        if let Some(id) = self.ids.read().ok().and_then(|ids| ids.get(&stream).copied()) {
+        if let Some(id) = self
+            .ids
+            .read()
+            .ok()
+            .and_then(|ids| ids.get(&stream).copied())
+        {
             return Ok(id);
         }
         let local = local_schema(stream)?;

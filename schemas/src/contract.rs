@@ -144,11 +144,21 @@ mod tests {
         let schemas = local_schemas().expect("schemas assemble");
         assert_eq!(schemas.len(), Stream::all().len());
         for s in schemas {
-            assert_eq!(s.schema.name().map(|n| n.fullname(None)).as_deref(), Some(s.full_name));
+            assert_eq!(
+                s.schema.name().map(|n| n.fullname(None)).as_deref(),
+                Some(s.full_name)
+            );
             // Standalone: parses without any other file.
             assert!(Schema::parse_str(&s.json).is_ok(), "{}", s.full_name);
             assert!(s.json.contains("\"doc\""), "{} lost its docs", s.full_name);
             assert!(resolved(s.stream).is_ok());
+            if s.full_name.ends_with("CommandEnvelope") || s.full_name.ends_with("Snapshot") {
+                assert!(
+                    s.json.contains("\"default\":null"),
+                    "{} lost its defaults",
+                    s.full_name
+                );
+            }
         }
     }
 
@@ -159,7 +169,11 @@ mod tests {
                 if obj.get("type").and_then(|t| t.as_str()) == Some("record") {
                     assert!(obj.contains_key("doc"), "{path}: record without doc");
                     for field in obj["fields"].as_array().expect("fields") {
-                        assert!(field.get("doc").is_some(), "{path}: field {} without doc", field["name"]);
+                        assert!(
+                            field.get("doc").is_some(),
+                            "{path}: field {} without doc",
+                            field["name"]
+                        );
                         walk(path, &field["type"]);
                     }
                 }
@@ -177,7 +191,11 @@ mod tests {
             let json: serde_json::Value = serde_json::from_str(text).expect("json");
             let ns = json["namespace"].as_str().expect("namespace");
             let dir = path.split('/').next().expect("dir");
-            assert_eq!(ns, format!("streamcart.{dir}"), "{path}: namespace follows folder");
+            assert_eq!(
+                ns,
+                format!("streamcart.{dir}"),
+                "{path}: namespace follows folder"
+            );
             walk(path, &json);
         }
     }

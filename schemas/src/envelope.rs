@@ -160,7 +160,10 @@ impl<E: EventPayload> WireRecord for EventEnvelope<E> {
         Ok(record(vec![
             ("event_id", Value::Uuid(self.event_id)),
             ("aggregate_id", Value::String(self.aggregate_id.clone())),
-            ("version", long_u64("EventEnvelope", "version", self.version)?),
+            (
+                "version",
+                long_u64("EventEnvelope", "version", self.version)?,
+            ),
             ("occurred_at", Value::TimestampMillis(self.occurred_at)),
             ("causation_id", Value::Uuid(self.causation_id)),
             ("correlation_id", Value::String(self.correlation_id.clone())),
@@ -206,7 +209,10 @@ impl WireRecord for CommandResult {
             ),
             Outcome::Duplicate { version } => branch(
                 2,
-                record(vec![("version", long_u64("Duplicate", "version", *version)?)]),
+                record(vec![(
+                    "version",
+                    long_u64("Duplicate", "version", *version)?,
+                )]),
             ),
         };
         Ok(record(vec![
@@ -229,12 +235,12 @@ impl WireRecord for CommandResult {
                     .into_iter()
                     .map(|id| match id {
                         Value::Uuid(u) => Ok(u),
-                        Value::String(s) => Uuid::parse_str(&s).map_err(|_| {
-                            MappingError::InvalidUuid {
+                        Value::String(s) => {
+                            Uuid::parse_str(&s).map_err(|_| MappingError::InvalidUuid {
                                 record: "Accepted",
                                 field: "event_ids",
-                            }
-                        }),
+                            })
+                        }
                         _ => Err(MappingError::InvalidUuid {
                             record: "Accepted",
                             field: "event_ids",

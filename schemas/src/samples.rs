@@ -349,7 +349,11 @@ pub fn order_states() -> Result<Vec<OrderState>, Invalid> {
             None,
             [LineStatus::Pending, LineStatus::Reserved],
         )?,
-        placed(OrderStatus::AwaitingPayment, None, [LineStatus::Reserved; 2])?,
+        placed(
+            OrderStatus::AwaitingPayment,
+            None,
+            [LineStatus::Reserved; 2],
+        )?,
         placed(OrderStatus::Expired, None, [LineStatus::Released; 2])?,
     ])
 }

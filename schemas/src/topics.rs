@@ -106,7 +106,12 @@ impl Stream {
     pub fn base_name(self) -> String {
         match self {
             Stream::Aggregate(context, kind) => {
-                format!("{}.{}.{}", context.name(), context.aggregate(), kind.suffix())
+                format!(
+                    "{}.{}.{}",
+                    context.name(),
+                    context.aggregate(),
+                    kind.suffix()
+                )
             }
             Stream::CommandResults => "command.results".to_owned(),
         }
@@ -203,16 +208,16 @@ mod tests {
         assert_eq!(t.events(Context::Payments), "payments.payment.events");
         assert_eq!(t.command_results(), "command.results");
         assert_eq!(t.dlq("order-saga"), "order-saga.dlq");
-        assert_eq!(
-            t.subject(Stream::CommandResults),
-            "command.results-value"
-        );
+        assert_eq!(t.subject(Stream::CommandResults), "command.results-value");
     }
 
     #[test]
     fn prefix_isolates_topics_and_subjects() {
         let t = Topics::with_prefix("t123.");
-        assert_eq!(t.commands(Context::Catalog), "t123.catalog.product.commands");
+        assert_eq!(
+            t.commands(Context::Catalog),
+            "t123.catalog.product.commands"
+        );
         assert_eq!(
             t.subject(Stream::Aggregate(Context::Orders, StreamKind::Events)),
             "t123.orders.order.events-value"

@@ -36,8 +36,7 @@ pub(super) fn decide(
         StockCommand::ReceiveStock(c) => {
             positive(c.quantity)?;
             let q = u64::from(c.quantity);
-            if state.received.checked_add(q).is_none() || state.available.checked_add(q).is_none()
-            {
+            if state.received.checked_add(q).is_none() || state.available.checked_add(q).is_none() {
                 return Err(StockRejection::InvalidQuantity {
                     quantity: c.quantity,
                     reason: "the stock counters would overflow",

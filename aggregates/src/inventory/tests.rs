@@ -106,11 +106,17 @@ fn receive_refuses_counter_overflow() {
         ..StockState::default()
     };
     let outcome = Stock::decide(&state, &ReceiveStock { quantity: 1 }.into(), &());
-    assert!(matches!(outcome, Err(StockRejection::InvalidQuantity { .. })));
+    assert!(matches!(
+        outcome,
+        Err(StockRejection::InvalidQuantity { .. })
+    ));
     state.available = 0;
     state.sold = u64::MAX;
     let outcome = Stock::decide(&state, &ReceiveStock { quantity: 1 }.into(), &());
-    assert!(matches!(outcome, Err(StockRejection::InvalidQuantity { .. })));
+    assert!(matches!(
+        outcome,
+        Err(StockRejection::InvalidQuantity { .. })
+    ));
 }
 
 #[test]

@@ -177,9 +177,10 @@ pub(super) fn decide(
                 (OrderStatus::Reserving, LineStatus::Pending) => {
                     let mut events: Vec<OrderEvent> =
                         vec![OrderLineReserved { line_no: c.line_no }.into()];
-                    let rest_reserved = order.lines.iter().all(|l| {
-                        l.line.line_no == c.line_no || l.status == LineStatus::Reserved
-                    });
+                    let rest_reserved = order
+                        .lines
+                        .iter()
+                        .all(|l| l.line.line_no == c.line_no || l.status == LineStatus::Reserved);
                     if rest_reserved {
                         events.push(
                             OrderAwaitingPayment {

@@ -435,7 +435,12 @@ fn confirming_commits_every_line() {
         .then(&[confirmed()]);
     let order = state.order.expect("placed");
     assert_eq!(order.status, OrderStatus::Confirmed);
-    assert!(order.lines.iter().all(|l| l.status == LineStatus::Committed));
+    assert!(
+        order
+            .lines
+            .iter()
+            .all(|l| l.status == LineStatus::Committed)
+    );
 }
 
 #[test]
@@ -491,7 +496,10 @@ fn cancelling_while_reserving_releases_the_reserved_lines() {
     given::<Order>(&[placed(), line_reserved(2)])
         .with_context(&book())
         .when(cancel(CancelReason::CustomerRequested))
-        .then(&[cancelled(CancelReason::CustomerRequested, vec![line_ref(2)])]);
+        .then(&[cancelled(
+            CancelReason::CustomerRequested,
+            vec![line_ref(2)],
+        )]);
 }
 
 #[test]

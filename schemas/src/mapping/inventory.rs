@@ -229,9 +229,18 @@ impl AvroPayload for StockState {
         })?;
         Ok(record(vec![
             ("exists", Value::Boolean(self.exists)),
-            ("received", long_u64("StockState", "received", self.received)?),
-            ("available", long_u64("StockState", "available", self.available)?),
-            ("reserved", long_u64("StockState", "reserved", self.reserved)?),
+            (
+                "received",
+                long_u64("StockState", "received", self.received)?,
+            ),
+            (
+                "available",
+                long_u64("StockState", "available", self.available)?,
+            ),
+            (
+                "reserved",
+                long_u64("StockState", "reserved", self.reserved)?,
+            ),
             ("sold", long_u64("StockState", "sold", self.sold)?),
             ("reservations", reservations),
         ]))

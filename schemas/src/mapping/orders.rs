@@ -24,7 +24,11 @@ fn reason_value(reason: CancelReason) -> Value {
     Value::Enum(index, symbol.to_owned())
 }
 
-fn reason_of(record: &'static str, field: &'static str, symbol: String) -> Result<CancelReason, MappingError> {
+fn reason_of(
+    record: &'static str,
+    field: &'static str,
+    symbol: String,
+) -> Result<CancelReason, MappingError> {
     match symbol.as_str() {
         "StockUnavailable" => Ok(CancelReason::StockUnavailable),
         "PaymentDeclined" => Ok(CancelReason::PaymentDeclined),
@@ -87,7 +91,10 @@ impl AvroPayload for OrderCommand {
                 0,
                 record(vec![
                     ("order_id", order_id("PlaceOrder", &c.order_id)?),
-                    ("customer_id", Value::String(c.customer_id.as_str().to_owned())),
+                    (
+                        "customer_id",
+                        Value::String(c.customer_id.as_str().to_owned()),
+                    ),
                     (
                         "lines",
                         array(&c.lines, |l| {
@@ -117,7 +124,10 @@ impl AvroPayload for OrderCommand {
             ),
             OrderCommand::ConfirmOrder(c) => branch(
                 3,
-                record(vec![("payment_id", payment_id("ConfirmOrder", &c.payment_id)?)]),
+                record(vec![(
+                    "payment_id",
+                    payment_id("ConfirmOrder", &c.payment_id)?,
+                )]),
             ),
             OrderCommand::CancelOrder(c) => {
                 branch(4, record(vec![("reason", reason_value(c.reason))]))
@@ -207,7 +217,10 @@ impl AvroPayload for OrderEvent {
                 0,
                 record(vec![
                     ("order_id", order_id("OrderPlaced", &e.order_id)?),
-                    ("customer_id", Value::String(e.customer_id.as_str().to_owned())),
+                    (
+                        "customer_id",
+                        Value::String(e.customer_id.as_str().to_owned()),
+                    ),
                     ("lines", array(&e.lines, order_line)),
                     ("total", money(&e.total)),
                     ("card_token", Value::String(e.card_token.clone())),
@@ -223,7 +236,10 @@ impl AvroPayload for OrderEvent {
                 record(vec![
                     ("total", money(&e.total)),
                     ("card_token", Value::String(e.card_token.clone())),
-                    ("customer_id", Value::String(e.customer_id.as_str().to_owned())),
+                    (
+                        "customer_id",
+                        Value::String(e.customer_id.as_str().to_owned()),
+                    ),
                 ]),
             ),
             OrderEvent::OrderLineReleaseRequired(e) => branch(
@@ -444,7 +460,10 @@ impl AvroPayload for OrderState {
                     .transpose()?;
                 Some(record(vec![
                     ("order_id", order_id("PlacedOrder", &o.order_id)?),
-                    ("customer_id", Value::String(o.customer_id.as_str().to_owned())),
+                    (
+                        "customer_id",
+                        Value::String(o.customer_id.as_str().to_owned()),
+                    ),
                     (
                         "lines",
                         try_array(&o.lines, |l| {

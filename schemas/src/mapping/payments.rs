@@ -20,7 +20,11 @@ fn decline_value(reason: DeclineReason) -> Value {
     Value::Enum(index, symbol.to_owned())
 }
 
-fn decline_of(record: &'static str, field: &'static str, symbol: String) -> Result<DeclineReason, MappingError> {
+fn decline_of(
+    record: &'static str,
+    field: &'static str,
+    symbol: String,
+) -> Result<DeclineReason, MappingError> {
     match symbol.as_str() {
         "AmountOverLimit" => Ok(DeclineReason::AmountOverLimit),
         "CardDeclined" => Ok(DeclineReason::CardDeclined),
@@ -41,7 +45,10 @@ impl AvroPayload for PaymentCommand {
                 0,
                 record(vec![
                     ("order_id", order_id("AuthorizePayment", &c.order_id)?),
-                    ("customer_id", Value::String(c.customer_id.as_str().to_owned())),
+                    (
+                        "customer_id",
+                        Value::String(c.customer_id.as_str().to_owned()),
+                    ),
                     ("amount", money(&c.amount)),
                     ("card_token", Value::String(c.card_token.clone())),
                 ]),
@@ -167,7 +174,13 @@ impl AvroPayload for PaymentState {
                     PaymentStatus::Refunded {
                         authorization_code,
                         reason,
-                    } => (2, "Refunded", string(authorization_code), None, string(reason)),
+                    } => (
+                        2,
+                        "Refunded",
+                        string(authorization_code),
+                        None,
+                        string(reason),
+                    ),
                 };
                 Some(record(vec![
                     ("order_id", order_id("PaymentRecord", &p.order_id)?),

@@ -46,7 +46,11 @@ pub(crate) fn long_u32(value: u32) -> Value {
 }
 
 /// A `long` holding a `u64`; refuses values Avro's signed long cannot carry.
-pub(crate) fn long_u64(record: &'static str, field: &'static str, value: u64) -> Result<Value, MappingError> {
+pub(crate) fn long_u64(
+    record: &'static str,
+    field: &'static str,
+    value: u64,
+) -> Result<Value, MappingError> {
     i64::try_from(value)
         .map(Value::Long)
         .map_err(|_| MappingError::OutOfRange {
@@ -57,7 +61,11 @@ pub(crate) fn long_u64(record: &'static str, field: &'static str, value: u64) ->
 }
 
 /// A `string` with logical type `uuid`, from an id that is already a UUID string.
-pub(crate) fn uuid_str(record: &'static str, field: &'static str, value: &str) -> Result<Value, MappingError> {
+pub(crate) fn uuid_str(
+    record: &'static str,
+    field: &'static str,
+    value: &str,
+) -> Result<Value, MappingError> {
     Uuid::parse_str(value)
         .map(Value::Uuid)
         .map_err(|_| MappingError::InvalidUuid { record, field })
@@ -158,7 +166,10 @@ impl Fields {
     }
 
     /// A `["null", "long"]` field.
-    pub(crate) fn optional_long(&mut self, field: &'static str) -> Result<Option<i64>, MappingError> {
+    pub(crate) fn optional_long(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Option<i64>, MappingError> {
         match self.take(field)? {
             Value::Null => Ok(None),
             Value::Long(v) => Ok(Some(v)),
@@ -212,20 +223,28 @@ impl Fields {
     }
 
     /// A `["null", "long"]` field that must be non-negative when present.
-    pub(crate) fn optional_u64(&mut self, field: &'static str) -> Result<Option<u64>, MappingError> {
+    pub(crate) fn optional_u64(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Option<u64>, MappingError> {
         match self.take(field)? {
             Value::Null => Ok(None),
-            Value::Long(v) => u64::try_from(v).map(Some).map_err(|_| MappingError::OutOfRange {
-                record: self.record,
-                field,
-                value: v.to_string(),
-            }),
+            Value::Long(v) => u64::try_from(v)
+                .map(Some)
+                .map_err(|_| MappingError::OutOfRange {
+                    record: self.record,
+                    field,
+                    value: v.to_string(),
+                }),
             other => Err(self.wrong(field, "null or long", &other)),
         }
     }
 
     /// A `["null", "string"]` field.
-    pub(crate) fn optional_string(&mut self, field: &'static str) -> Result<Option<String>, MappingError> {
+    pub(crate) fn optional_string(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Option<String>, MappingError> {
         match self.take(field)? {
             Value::Null => Ok(None),
             Value::String(s) => Ok(Some(s)),

@@ -1,0 +1,5 @@
+//! The command processor: commands in, events and results out, exactly once.
+
+pub mod driver;
+pub mod kafka;
+pub mod table;

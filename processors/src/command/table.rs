@@ -1,0 +1,355 @@
+//! The pure heart of the command processor: the aggregates of the partitions one instance owns,
+//! with versions, recent command ids, the snapshot policy and a per-batch undo log.
+//!
+//! No Kafka here: the in-process driver and the Kafka handler both drive this table, so the
+//! rules (dedupe, optimistic concurrency, gap-free versions, roll-back) are tested without a broker.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use streamcart_aggregates::values::TimestampMillis;
+use streamcart_aggregates::{Aggregate, Rejection};
+use streamcart_schemas::envelope::{CommandEnvelope, CommandResult, EventEnvelope, Outcome};
+use uuid::Uuid;
+
+/// Rejection code for a failed `expected_version` check.
+pub const CONCURRENCY_CONFLICT: &str = "concurrency.conflict";
+
+/// When snapshots are written and how many command ids each aggregate remembers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Snapshot an aggregate once this many events were applied since its last snapshot.
+    pub every_events: u32,
+    /// Command ids remembered per aggregate for duplicate detection (kept in snapshots too).
+    pub recent_commands: usize,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        Self {
+            every_events: 100,
+            recent_commands: 256,
+        }
+    }
+}
+
+/// One aggregate as the processor holds it.
+#[derive(Debug)]
+pub struct Entry<A: Aggregate> {
+    /// State after `version` events.
+    pub state: A::State,
+    /// Number of events applied (0 = none yet).
+    pub version: u64,
+    /// Ids of recently handled commands, oldest first, with the version each left behind.
+    pub recent: VecDeque<(Uuid, u64)>,
+    /// Events applied since the last snapshot.
+    pub since_snapshot: u32,
+}
+
+impl<A: Aggregate> Clone for Entry<A> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            version: self.version,
+            recent: self.recent.clone(),
+            since_snapshot: self.since_snapshot,
+        }
+    }
+}
+
+impl<A: Aggregate> Default for Entry<A> {
+    fn default() -> Self {
+        Self {
+            state: A::State::default(),
+            version: 0,
+            recent: VecDeque::new(),
+            since_snapshot: 0,
+        }
+    }
+}
+
+impl<A: Aggregate> Entry<A> {
+    fn seen(&self, command_id: &Uuid) -> Option<u64> {
+        self.recent.iter().find(|(id, _)| id == command_id).map(|(_, v)| *v)
+    }
+
+    fn remember(&mut self, command_id: Uuid, version: u64, cap: usize) {
+        self.recent.push_back((command_id, version));
+        while self.recent.len() > cap.max(1) {
+            self.recent.pop_front();
+        }
+    }
+}
+
+/// What handling one command produced.
+#[derive(Debug, Clone)]
+pub struct Decided<E> {
+    /// Events to append, versions already assigned.
+    pub events: Vec<EventEnvelope<E>>,
+    /// The answer for `command.results`.
+    pub result: CommandResult,
+}
+
+/// A replayed event does not fit the state it is applied to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("aggregate {aggregate_id}: event version {found} after version {have} (gap or reorder)")]
+pub struct VersionGap {
+    /// Aggregate concerned.
+    pub aggregate_id: String,
+    /// Version held before the event.
+    pub have: u64,
+    /// Version the event carries.
+    pub found: u64,
+}
+
+/// The aggregates of one partition.
+#[derive(Debug)]
+pub struct AggregateTable<A: Aggregate> {
+    entries: HashMap<String, Entry<A>>,
+    /// First pre-image of every aggregate touched since the last commit (`None`: did not exist).
+    undo: Vec<(String, Option<Entry<A>>)>,
+    touched: HashSet<String>,
+    /// Aggregates with events not yet covered by a snapshot.
+    dirty: HashSet<String>,
+    policy: SnapshotPolicy,
+}
+
+impl<A: Aggregate> AggregateTable<A>
+where
+    A::State: Clone,
+{
+    /// An empty table.
+    pub fn new(policy: SnapshotPolicy) -> Self {
+        Self {
+            entries: HashMap::new(),
+            undo: Vec::new(),
+            touched: HashSet::new(),
+            dirty: HashSet::new(),
+            policy,
+        }
+    }
+
+    /// The aggregate, if it has been seen.
+    pub fn get(&self, aggregate_id: &str) -> Option<&Entry<A>> {
+        self.entries.get(aggregate_id)
+    }
+
+    /// Number of aggregates held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no aggregate is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn touch(&mut self, aggregate_id: &str) {
+        if self.touched.insert(aggregate_id.to_owned()) {
+            let before = self.entries.get(aggregate_id).cloned();
+            self.undo.push((aggregate_id.to_owned(), before));
+        }
+    }
+
+    /// Handles one command: duplicate check, expected version, `decide`, versioning, `evolve`.
+    ///
+    /// `event_id` gives the id of the n-th event of a command; deriving it from the command id
+    /// makes a re-run after an aborted transaction produce the very same ids.
+    pub fn handle(
+        &mut self,
+        command: &CommandEnvelope<A::Command>,
+        ctx: &A::Context,
+        now: TimestampMillis,
+    ) -> Decided<A::Event> {
+        let id = command.aggregate_id.as_str();
+        let current = self.entries.get(id);
+        let version = current.map_or(0, |e| e.version);
+        let answer = |outcome| CommandResult {
+            command_id: command.command_id,
+            aggregate_id: command.aggregate_id.clone(),
+            outcome,
+        };
+        if let Some(v) = current.and_then(|e| e.seen(&command.command_id)) {
+            return Decided {
+                events: Vec::new(),
+                result: answer(Outcome::Duplicate { version: v }),
+            };
+        }
+        if let Some(expected) = command.expected_version {
+            if expected != version {
+                self.remember(id, command.command_id, version);
+                return Decided {
+                    events: Vec::new(),
+                    result: answer(Outcome::Rejected {
+                        code: CONCURRENCY_CONFLICT.into(),
+                        message: format!("expected version {expected}, aggregate is at version {version}"),
+                    }),
+                };
+            }
+        }
+        let state = current.map(|e| e.state.clone()).unwrap_or_default();
+        match A::decide(&state, &command.payload, ctx) {
+            Err(rejection) => {
+                self.remember(id, command.command_id, version);
+                Decided {
+                    events: Vec::new(),
+                    result: answer(Outcome::Rejected {
+                        code: rejection.code().into(),
+                        message: rejection.to_string(),
+                    }),
+                }
+            }
+            Ok(events) => {
+                self.touch(id);
+                let entry = self.entries.entry(id.to_owned()).or_default();
+                let mut envelopes = Vec::with_capacity(events.len());
+                for (n, event) in events.into_iter().enumerate() {
+                    entry.version += 1;
+                    entry.since_snapshot = entry.since_snapshot.saturating_add(1);
+                    entry.state = A::evolve(std::mem::take(&mut entry.state), &event);
+                    envelopes.push(EventEnvelope {
+                        event_id: event_id(&command.command_id, n),
+                        aggregate_id: command.aggregate_id.clone(),
+                        version: entry.version,
+                        occurred_at: now,
+                        causation_id: command.command_id,
+                        correlation_id: command.correlation_id.clone(),
+                        payload: event,
+                    });
+                }
+                let version = entry.version;
+                entry.remember(command.command_id, version, self.policy.recent_commands);
+                if !envelopes.is_empty() {
+                    self.dirty.insert(id.to_owned());
+                }
+                Decided {
+                    result: answer(Outcome::Accepted {
+                        version,
+                        event_ids: envelopes.iter().map(|e| e.event_id).collect(),
+                    }),
+                    events: envelopes,
+                }
+            }
+        }
+    }
+
+    fn remember(&mut self, aggregate_id: &str, command_id: Uuid, version: u64) {
+        // A rejected command changes no state, but its id is remembered so a redelivery is
+        // answered as a duplicate instead of being decided again against a newer state.
+        self.touch(aggregate_id);
+        let cap = self.policy.recent_commands;
+        self.entries
+            .entry(aggregate_id.to_owned())
+            .or_default()
+            .remember(command_id, version, cap);
+    }
+
+    /// Aggregates whose snapshot is due under the policy.
+    pub fn due_snapshots(&self) -> Vec<String> {
+        let mut due: Vec<String> = self
+            .dirty
+            .iter()
+            .filter(|id| {
+                self.entries
+                    .get(*id)
+                    .is_some_and(|e| e.since_snapshot >= self.policy.every_events)
+            })
+            .cloned()
+            .collect();
+        due.sort();
+        due
+    }
+
+    /// Every aggregate with events not covered by a snapshot (for a partition checkpoint).
+    pub fn dirty(&self) -> Vec<String> {
+        let mut d: Vec<String> = self.dirty.iter().cloned().collect();
+        d.sort();
+        d
+    }
+
+    /// Records that a snapshot of `aggregate_id` at its current version is being written.
+    pub fn mark_snapshotted(&mut self, aggregate_id: &str) {
+        self.touch(aggregate_id);
+        if let Some(e) = self.entries.get_mut(aggregate_id) {
+            e.since_snapshot = 0;
+        }
+        self.dirty.remove(aggregate_id);
+    }
+
+    /// The batch committed: forget the undo log.
+    pub fn commit(&mut self) {
+        self.undo.clear();
+        self.touched.clear();
+    }
+
+    /// The batch was aborted: put every touched aggregate back as it was at the last commit.
+    pub fn rollback(&mut self) {
+        for (id, before) in self.undo.drain(..).rev() {
+            match before {
+                Some(entry) => {
+                    if entry.since_snapshot > 0 {
+                        self.dirty.insert(id.clone());
+                    } else {
+                        self.dirty.remove(&id);
+                    }
+                    self.entries.insert(id, entry);
+                }
+                None => {
+                    self.dirty.remove(&id);
+                    self.entries.remove(&id);
+                }
+            }
+        }
+        self.touched.clear();
+    }
+
+    /// Restore: installs a snapshot.
+    pub fn load_snapshot(&mut self, aggregate_id: String, version: u64, state: A::State, recent: Vec<Uuid>) {
+        let entry = Entry {
+            state,
+            version,
+            recent: recent.into_iter().map(|id| (id, version)).collect(),
+            since_snapshot: 0,
+        };
+        self.dirty.remove(&aggregate_id);
+        self.entries.insert(aggregate_id, entry);
+    }
+
+    /// Restore: applies one event read back from the events topic. Events at or below the
+    /// version already held (covered by a snapshot) are skipped; a gap is an error.
+    pub fn replay(&mut self, event: &EventEnvelope<A::Event>) -> Result<(), VersionGap> {
+        let entry = self.entries.entry(event.aggregate_id.clone()).or_default();
+        if event.version <= entry.version {
+            return Ok(());
+        }
+        if event.version != entry.version + 1 {
+            return Err(VersionGap {
+                aggregate_id: event.aggregate_id.clone(),
+                have: entry.version,
+                found: event.version,
+            });
+        }
+        entry.state = A::evolve(std::mem::take(&mut entry.state), &event.payload);
+        entry.version = event.version;
+        entry.since_snapshot = entry.since_snapshot.saturating_add(1);
+        if entry.seen(&event.causation_id).is_none() {
+            entry.remember(event.causation_id, event.version, self.policy.recent_commands);
+        } else if let Some(slot) = entry.recent.iter_mut().find(|(id, _)| *id == event.causation_id) {
+            slot.1 = event.version;
+        }
+        self.dirty.insert(event.aggregate_id.clone());
+        Ok(())
+    }
+
+    /// Recent command ids of an aggregate, oldest first (stored with its snapshot).
+    pub fn recent_ids(&self, aggregate_id: &str) -> Vec<Uuid> {
+        self.entries
+            .get(aggregate_id)
+            .map(|e| e.recent.iter().map(|(id, _)| *id).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The id of the `n`-th event caused by a command: a name-based UUID, stable across re-runs.
+pub fn event_id(command_id: &Uuid, n: usize) -> Uuid {
+    Uuid::new_v5(command_id, &(n as u64).to_be_bytes())
+}

@@ -1,0 +1,294 @@
+//! The Avro contract against the real schema registry of the local stack.
+//!
+//! Every test uses its own topic prefix, so its subjects never collide with another run's.
+
+use streamcart_aggregates::catalog::{ProductCommand, ProductEvent, ProductState};
+use streamcart_aggregates::inventory::{StockCommand, StockEvent, StockState};
+use streamcart_aggregates::orders::{OrderCommand, OrderEvent, OrderState};
+use streamcart_aggregates::payments::{PaymentCommand, PaymentEvent, PaymentState};
+use streamcart_schemas::codec::{Codec, frame, split_header};
+use streamcart_schemas::contract::local_schema;
+use streamcart_schemas::envelope::{
+    CommandEnvelope, CommandResult, EventEnvelope, Snapshot, WireRecord,
+};
+use streamcart_schemas::error::{DecodeError, Disposition};
+use streamcart_schemas::register::{
+    RegisterError, RegistrationOutcome, RegistrationReport, Registry, register_all,
+};
+use streamcart_schemas::samples;
+use streamcart_schemas::topics::{Context, Stream, StreamKind, Topics};
+use streamcart_tests::{registry_url, unique};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const ORDER: &str = "0190c7a2-1b2c-7d3e-8f40-123456789abc";
+
+fn unique_topics(test: &str) -> Topics {
+    Topics::with_prefix(format!("{}.", unique(test)))
+}
+
+fn id_of(report: &RegistrationReport, stream: Stream) -> Option<u32> {
+    report
+        .subjects
+        .iter()
+        .find(|s| s.stream == Some(stream))
+        .map(|s| s.schema_id)
+}
+
+#[tokio::test]
+async fn register_all_registers_every_subject_once() -> TestResult {
+    let topics = unique_topics("idem");
+    let first = register_all(&registry_url(), &topics).await?;
+    assert_eq!(first.subjects.len(), Stream::all().len());
+    assert_eq!(first.newly_registered(), Stream::all().len());
+    for s in &first.subjects {
+        let stream = s.stream.ok_or("stream")?;
+        assert_eq!(s.subject, topics.subject(stream));
+    }
+
+    let second = register_all(&registry_url(), &topics).await?;
+    assert_eq!(
+        second.newly_registered(),
+        0,
+        "re-running registers nothing new"
+    );
+    for (a, b) in first.subjects.iter().zip(&second.subjects) {
+        assert_eq!(b.outcome, RegistrationOutcome::Unchanged);
+        assert_eq!(a.schema_id, b.schema_id, "{}", a.subject);
+    }
+
+    let client = reqwest::Client::new();
+    let subject = topics.subject(Stream::CommandResults);
+    let config: serde_json::Value = client
+        .get(format!("{}/config/{subject}", registry_url()))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(config["compatibilityLevel"], "BACKWARD_TRANSITIVE");
+    Ok(())
+}
+
+/// Encodes with one codec and decodes with a fresh one, so the schema is fetched by id.
+async fn round_trip<T>(writer: &Codec, reader: &Codec, expected_id: u32, record: &T) -> TestResult
+where
+    T: WireRecord + PartialEq + std::fmt::Debug,
+{
+    let bytes = writer.encode(record).await?;
+    assert_eq!(bytes.first(), Some(&0u8), "magic byte");
+    assert_eq!(split_header(&bytes)?.0, expected_id, "schema id header");
+    let back: T = reader.decode(&bytes).await?;
+    assert_eq!(&back, record);
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_record_round_trips_through_the_wire_format() -> TestResult {
+    let topics = unique_topics("wire");
+    let report = register_all(&registry_url(), &topics).await?;
+    let writer = Codec::new(&registry_url(), topics.clone())?;
+    let reader = Codec::new(&registry_url(), topics.clone())?;
+    let id = |context, kind| id_of(&report, Stream::Aggregate(context, kind)).ok_or("id");
+    use Context::*;
+    use StreamKind::*;
+
+    for c in samples::product_commands() {
+        let e: CommandEnvelope<ProductCommand> = samples::command_envelope("SKU-000042", c);
+        round_trip(&writer, &reader, id(Catalog, Commands)?, &e).await?;
+    }
+    for e in samples::product_events()? {
+        let e: EventEnvelope<ProductEvent> = samples::event_envelope("SKU-000042", 1, e);
+        round_trip(&writer, &reader, id(Catalog, Events)?, &e).await?;
+    }
+    for s in samples::product_states()? {
+        let s: Snapshot<ProductState> = samples::snapshot("SKU-000042", 4, s);
+        round_trip(&writer, &reader, id(Catalog, Snapshots)?, &s).await?;
+    }
+    for c in samples::stock_commands()? {
+        let e: CommandEnvelope<StockCommand> = samples::command_envelope("SKU-000042", c);
+        round_trip(&writer, &reader, id(Inventory, Commands)?, &e).await?;
+    }
+    for e in samples::stock_events()? {
+        let e: EventEnvelope<StockEvent> = samples::event_envelope("SKU-000042", 2, e);
+        round_trip(&writer, &reader, id(Inventory, Events)?, &e).await?;
+    }
+    for s in samples::stock_states()? {
+        let s: Snapshot<StockState> = samples::snapshot("SKU-000042", 9, s);
+        round_trip(&writer, &reader, id(Inventory, Snapshots)?, &s).await?;
+    }
+    for c in samples::order_commands()? {
+        let e: CommandEnvelope<OrderCommand> = samples::command_envelope(ORDER, c);
+        round_trip(&writer, &reader, id(Orders, Commands)?, &e).await?;
+    }
+    for e in samples::order_events()? {
+        let e: EventEnvelope<OrderEvent> = samples::event_envelope(ORDER, 3, e);
+        round_trip(&writer, &reader, id(Orders, Events)?, &e).await?;
+    }
+    for s in samples::order_states()? {
+        let s: Snapshot<OrderState> = samples::snapshot(ORDER, 7, s);
+        round_trip(&writer, &reader, id(Orders, Snapshots)?, &s).await?;
+    }
+    for c in samples::payment_commands()? {
+        let e: CommandEnvelope<PaymentCommand> = samples::command_envelope(ORDER, c);
+        round_trip(&writer, &reader, id(Payments, Commands)?, &e).await?;
+    }
+    for e in samples::payment_events()? {
+        let e: EventEnvelope<PaymentEvent> = samples::event_envelope(ORDER, 1, e);
+        round_trip(&writer, &reader, id(Payments, Events)?, &e).await?;
+    }
+    for s in samples::payment_states()? {
+        let s: Snapshot<PaymentState> = samples::snapshot(ORDER, 2, s);
+        round_trip(&writer, &reader, id(Payments, Snapshots)?, &s).await?;
+    }
+    let results_id = id_of(&report, Stream::CommandResults).ok_or("id")?;
+    for r in samples::command_results() {
+        round_trip::<CommandResult>(&writer, &reader, results_id, &r).await?;
+    }
+
+    // Bytes of one context handed to another context's decoder: typed, permanent.
+    let stock = writer
+        .encode(&samples::command_envelope(
+            "SKU-000042",
+            samples::stock_commands()?.remove(0),
+        ))
+        .await?;
+    let err = reader
+        .decode::<CommandEnvelope<ProductCommand>>(&stock)
+        .await
+        .err()
+        .ok_or("decoded inventory bytes as catalog")?;
+    assert!(matches!(err, DecodeError::UnexpectedSchema { .. }), "{err}");
+    assert_eq!(err.disposition(), Disposition::DeadLetter);
+    Ok(())
+}
+
+fn add_field(
+    schema_json: &str,
+    record: Option<&str>,
+    field: serde_json::Value,
+) -> Result<String, Box<dyn std::error::Error>> {
+    fn visit(node: &mut serde_json::Value, record: &str, field: &serde_json::Value) -> bool {
+        match node {
+            serde_json::Value::Object(obj) => {
+                if obj.get("name").and_then(|n| n.as_str()) == Some(record)
+                    && let Some(fields) = obj.get_mut("fields").and_then(|f| f.as_array_mut())
+                {
+                    fields.push(field.clone());
+                    return true;
+                }
+                obj.values_mut().any(|v| visit(v, record, field))
+            }
+            serde_json::Value::Array(items) => items.iter_mut().any(|v| visit(v, record, field)),
+            _ => false,
+        }
+    }
+    let mut json: serde_json::Value = serde_json::from_str(schema_json)?;
+    match record {
+        None => json["fields"].as_array_mut().ok_or("fields")?.push(field),
+        Some(name) => {
+            if !visit(&mut json, name, &field) {
+                return Err(format!("no record {name}").into());
+            }
+        }
+    }
+    Ok(json.to_string())
+}
+
+#[tokio::test]
+async fn incompatible_change_is_refused_with_subject_and_field() -> TestResult {
+    let topics = unique_topics("compat");
+    // A copy of the catalog command subject under a test-unique name.
+    let subject = format!("{}catalog.product.commands-copy-value", topics.prefix());
+    let original = &local_schema(Stream::Aggregate(Context::Catalog, StreamKind::Commands))?.json;
+    let registry = Registry::new(&registry_url())?;
+    let first = registry.register(&subject, original).await?;
+    assert_eq!(first.outcome, RegistrationOutcome::Registered);
+
+    // A required field on a payload record breaks readers of the old records.
+    let nested = add_field(
+        original,
+        Some("CreateProduct"),
+        serde_json::json!({"name": "weight_grams", "type": "long", "doc": "Shipping weight."}),
+    )?;
+    match registry.register(&subject, &nested).await {
+        Err(RegisterError::Incompatible {
+            subject: s,
+            fields,
+            messages,
+        }) => {
+            assert_eq!(s, subject);
+            assert!(
+                fields
+                    .iter()
+                    .any(|f| f.ends_with("CreateProduct.weight_grams")),
+                "fields {fields:?}, messages {messages:?}"
+            );
+            let shown = RegisterError::Incompatible {
+                subject: s,
+                fields,
+                messages,
+            }
+            .to_string();
+            assert!(
+                shown.contains(&subject) && shown.contains("weight_grams"),
+                "{shown}"
+            );
+        }
+        other => return Err(format!("nested change not refused: {other:?}").into()),
+    }
+
+    // A required top-level field likewise.
+    let top = add_field(
+        original,
+        None,
+        serde_json::json!({"name": "tenant", "type": "string", "doc": "Tenant."}),
+    )?;
+    match registry.register(&subject, &top).await {
+        Err(RegisterError::Incompatible { fields, .. }) => {
+            assert!(fields.iter().any(|f| f == "tenant"), "fields {fields:?}");
+        }
+        other => return Err(format!("top-level change not refused: {other:?}").into()),
+    }
+
+    // An optional field with a default keeps every old record readable: accepted.
+    let compatible = add_field(
+        original,
+        Some("CreateProduct"),
+        serde_json::json!({"name": "weight_grams", "type": ["null", "long"], "default": null, "doc": "Shipping weight."}),
+    )?;
+    let accepted = registry.register(&subject, &compatible).await?;
+    assert_eq!(accepted.outcome, RegistrationOutcome::Registered);
+    assert_ne!(accepted.schema_id, first.schema_id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_schema_id_and_unreachable_registry_are_typed_errors() -> TestResult {
+    let topics = unique_topics("unknown");
+    let codec = Codec::new(&registry_url(), topics.clone())?;
+    let bytes = frame(2_000_000_000, &[0, 2, 4]);
+    let err = codec
+        .decode::<CommandResult>(&bytes)
+        .await
+        .err()
+        .ok_or("decoded an unknown id")?;
+    assert!(
+        matches!(err, DecodeError::UnknownSchemaId { id: 2_000_000_000 }),
+        "{err}"
+    );
+    assert_eq!(err.disposition(), Disposition::DeadLetter);
+
+    // Nothing listens on port 9: the registry is unreachable, which is worth a retry.
+    let offline = Codec::new("http://127.0.0.1:9/apis/ccompat/v7", topics)?;
+    let err = offline
+        .decode::<CommandResult>(&frame(1, &[0]))
+        .await
+        .err()
+        .ok_or("decoded without a registry")?;
+    assert!(
+        matches!(err, DecodeError::RegistryUnavailable { .. }),
+        "{err}"
+    );
+    assert_eq!(err.disposition(), Disposition::Retry);
+    Ok(())
+}
