@@ -82,3 +82,113 @@ pub async fn create_topics(names: &[&str], partitions: i32) {
         }
     }
 }
+
+/// Path of the `streamcart` binary built beside the test executables.
+pub fn streamcart_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/streamcart
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir");
+    let bin = dir.join("streamcart");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// Reads every committed record of `topic` (all partitions, from the beginning) until at least
+/// `at_least` were read and the topic has been quiet for a moment, or `timeout` passes.
+pub fn read_topic(topic: &str, at_least: usize, timeout: Duration) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique("reader"))
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = std::time::Instant::now() + timeout;
+    let mut out = Vec::new();
+    let mut quiet = 0;
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                quiet = 0;
+                out.push(m.detach());
+            }
+            Some(Err(e)) => eprintln!("reading {topic}: {e}"),
+            None => {
+                quiet += 1;
+                if out.len() >= at_least && quiet >= 5 {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = out.iter().map(|m| m.offset()).count();
+    out
+}
+
+/// A child process that is killed when dropped.
+#[derive(Debug)]
+pub struct Child(pub std::process::Child);
+
+impl Child {
+    /// Kills the process without warning (SIGKILL) and reaps it.
+    pub fn kill_hard(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether it exited 0.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let pid = self.0.id().to_string();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill_hard();
+        false
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+/// Starts `streamcart <args>` with the stack's connection settings and `env` on top; its log goes
+/// to `<target>/test-logs/<log_name>.log`.
+pub fn spawn_streamcart(args: &[&str], env: &[(&str, String)], log_name: &str) -> Child {
+    let bin = streamcart_bin();
+    let logs = bin.parent().expect("target dir").join("test-logs");
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join(format!("{log_name}.log")))
+        .expect("log file");
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(args)
+        .env("STREAMCART_KAFKA_BOOTSTRAP", kafka_bootstrap())
+        .env("STREAMCART_REGISTRY_URL", registry_url())
+        .env("RUST_LOG", "info,rdkafka=warn")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Child(cmd.spawn().expect("spawn streamcart"))
+}

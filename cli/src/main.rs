@@ -1,2 +1,91 @@
-//! The `streamcart` binary.
-fn main() {}
+//! The `streamcart` binary: one subcommand per role, thin wrappers over the library crates.
+
+mod config;
+mod process;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use streamcart_schemas::topics::Topics;
+
+use crate::config::Config;
+
+/// An event-sourced commerce backbone on Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "streamcart", version)]
+struct Cli {
+    /// TOML configuration file (environment variables `STREAMCART_*` override it).
+    #[arg(long, global = true, env = "STREAMCART_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the command processor of one aggregate type.
+    Process {
+        /// Aggregate type.
+        aggregate: AggregateKind,
+    },
+    /// Schema registry administration.
+    Schemas {
+        #[command(subcommand)]
+        action: SchemasAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemasAction {
+    /// Registers every schema under its subject with BACKWARD_TRANSITIVE compatibility.
+    Register,
+}
+
+/// The aggregate types with a command processor.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AggregateKind {
+    /// catalog / Product.
+    Product,
+    /// inventory / Stock.
+    Stock,
+    /// orders / Order.
+    Order,
+    /// payments / Payment.
+    Payment,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let cfg = Config::load(cli.config.as_deref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Process { aggregate } => process::run(cfg, aggregate).await,
+            Command::Schemas {
+                action: SchemasAction::Register,
+            } => {
+                let topics = Topics::with_prefix(cfg.topic_prefix.clone());
+                let report = streamcart_schemas::register::register_all(&cfg.registry_url, &topics)
+                    .await
+                    .context("registering schemas")?;
+                for s in &report.subjects {
+                    let version = s.version.map_or_else(|| "-".to_owned(), |v| v.to_string());
+                    println!("{:<60} id {:>6}  version {:>4}  {:?}", s.subject, s.schema_id, version, s.outcome);
+                }
+                println!("{} subjects, {} newly registered", report.subjects.len(), report.newly_registered());
+                Ok(())
+            }
+        }
+    })
+}

@@ -45,10 +45,10 @@ impl KafkaSettings {
     /// and this one agree on the partition of every key.
     pub fn transactional_producer(&self, transactional_id: &str) -> ClientConfig {
         let mut c = self.producer();
-        c.set("transactional.id", transactional_id).set(
-            "transaction.timeout.ms",
-            self.transaction_timeout_ms.to_string(),
-        );
+        // librdkafka requires a record's delivery deadline to fit inside its transaction.
+        c.set("transactional.id", transactional_id)
+            .set("transaction.timeout.ms", self.transaction_timeout_ms.to_string())
+            .set("message.timeout.ms", self.transaction_timeout_ms.to_string());
         c
     }
 

@@ -120,6 +120,8 @@ pub struct Snapshot<S> {
     pub event_offset: Option<i64>,
     /// The state.
     pub state: S,
+    /// Recently handled command ids, oldest first, kept for duplicate detection across restores.
+    pub recent_command_ids: Vec<Uuid>,
 }
 
 impl<C: CommandPayload> WireRecord for CommandEnvelope<C> {
@@ -288,6 +290,10 @@ impl<S: SnapshotState> WireRecord for Snapshot<S> {
             ("taken_at", Value::TimestampMillis(self.taken_at)),
             ("event_offset", optional(self.event_offset.map(Value::Long))),
             ("state", self.state.to_avro()?),
+            (
+                "recent_command_ids",
+                Value::Array(self.recent_command_ids.iter().map(|id| Value::Uuid(*id)).collect()),
+            ),
         ]))
     }
 
@@ -299,6 +305,23 @@ impl<S: SnapshotState> WireRecord for Snapshot<S> {
             taken_at: f.timestamp("taken_at")?,
             event_offset: f.optional_long("event_offset")?,
             state: S::from_avro(f.take("state")?)?,
+            recent_command_ids: f
+                .array("recent_command_ids")?
+                .into_iter()
+                .map(|v| match v {
+                    Value::Uuid(id) => Ok(id),
+                    Value::String(s) => Uuid::parse_str(&s).map_err(|_| MappingError::InvalidUuid {
+                        record: "Snapshot",
+                        field: "recent_command_ids",
+                    }),
+                    other => Err(MappingError::WrongType {
+                        record: "Snapshot",
+                        field: "recent_command_ids",
+                        expected: "uuid",
+                        found: crate::mapping::value::kind(&other),
+                    }),
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }

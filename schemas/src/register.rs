@@ -460,8 +460,7 @@ fn describe_path(schema: &Json, path: &str) -> (String, Option<(String, Json)>) 
         .and_then(Json::as_str)
         .unwrap_or_default()
         .to_owned();
-    let mut segments = path.split('/').filter(|s| !s.is_empty()).peekable();
-    while let Some(segment) = segments.next() {
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
         let next = match (segment, node) {
             (key, Json::Object(obj)) => obj.get(key),
             (index, Json::Array(items)) => index.parse::<usize>().ok().and_then(|i| items.get(i)),

@@ -465,6 +465,7 @@ pub fn snapshot<S>(aggregate_id: &str, version: u64, state: S) -> Snapshot<S> {
         taken_at: 1_700_000_000_002,
         event_offset: Some(41),
         state,
+        recent_command_ids: vec![uuid::Uuid::from_u128(11), uuid::Uuid::from_u128(12)],
     }
 }
 
