@@ -39,7 +39,11 @@ impl Run {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         support::create_topics(&refs, PARTITIONS).await;
         let codec = Codec::new(&support::registry_url(), topics.clone()).expect("codec");
-        Self { prefix, topics, codec }
+        Self {
+            prefix,
+            topics,
+            codec,
+        }
     }
 
     fn processor(&self, instance: &str, log: &str) -> support::Child {
@@ -68,7 +72,10 @@ impl Run {
             correlation_id: id.to_string(),
             payload: StockCommand::ReceiveStock(ReceiveStock { quantity }),
         };
-        (id, self.codec.encode(&envelope).await.expect("encode command"))
+        (
+            id,
+            self.codec.encode(&envelope).await.expect("encode command"),
+        )
     }
 
     fn results(&self, at_least: usize, timeout: Duration) -> Vec<CommandResult> {
@@ -76,23 +83,33 @@ impl Run {
         support::read_topic(&self.topics.command_results(), at_least, timeout)
             .iter()
             .map(|m| {
-                rt.block_on(self.codec.decode::<CommandResult>(m.payload().expect("result value")))
-                    .expect("decode result")
+                rt.block_on(
+                    self.codec
+                        .decode::<CommandResult>(m.payload().expect("result value")),
+                )
+                .expect("decode result")
             })
             .collect()
     }
 
     fn events(&self, at_least: usize) -> Vec<(i32, EventEnvelope<StockEvent>)> {
         let rt = tokio::runtime::Handle::current();
-        support::read_topic(&self.topics.events(Context::Inventory), at_least, Duration::from_secs(60))
-            .iter()
-            .map(|m| {
-                let e = rt
-                    .block_on(self.codec.decode::<EventEnvelope<StockEvent>>(m.payload().expect("event value")))
-                    .expect("decode event");
-                (m.partition(), e)
-            })
-            .collect()
+        support::read_topic(
+            &self.topics.events(Context::Inventory),
+            at_least,
+            Duration::from_secs(60),
+        )
+        .iter()
+        .map(|m| {
+            let e = rt
+                .block_on(
+                    self.codec
+                        .decode::<EventEnvelope<StockEvent>>(m.payload().expect("event value")),
+                )
+                .expect("decode event");
+            (m.partition(), e)
+        })
+        .collect()
     }
 }
 
@@ -146,7 +163,10 @@ fn assert_exactly_once(run: &Run, sent: &HashMap<Uuid, (String, u32)>, results: 
     }
     assert_eq!(by_command.len(), sent.len(), "one result per command");
     let doubled: Vec<_> = by_command.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(doubled.is_empty(), "commands with more than one result: {doubled:?}");
+    assert!(
+        doubled.is_empty(),
+        "commands with more than one result: {doubled:?}"
+    );
 
     let events = run.events(sent.len());
     assert_eq!(events.len(), sent.len(), "one event per command");
@@ -155,16 +175,27 @@ fn assert_exactly_once(run: &Run, sent: &HashMap<Uuid, (String, u32)>, results: 
     let mut causes = HashSet::new();
     let mut partition_of: HashMap<String, i32> = HashMap::new();
     for (partition, e) in &events {
-        assert!(causes.insert(e.causation_id), "command {} produced events twice", e.causation_id);
-        let (sku, qty) = sent.get(&e.causation_id).expect("event caused by a sent command");
+        assert!(
+            causes.insert(e.causation_id),
+            "command {} produced events twice",
+            e.causation_id
+        );
+        let (sku, qty) = sent
+            .get(&e.causation_id)
+            .expect("event caused by a sent command");
         assert_eq!(&e.aggregate_id, sku);
         let StockEvent::StockReceived(r) = &e.payload else {
             panic!("unexpected event {:?}", e.payload)
         };
         assert_eq!(r.quantity, *qty);
-        versions.entry(e.aggregate_id.clone()).or_default().push(e.version);
+        versions
+            .entry(e.aggregate_id.clone())
+            .or_default()
+            .push(e.version);
         *received.entry(e.aggregate_id.clone()).or_default() += u64::from(r.quantity);
-        let p = partition_of.entry(e.aggregate_id.clone()).or_insert(*partition);
+        let p = partition_of
+            .entry(e.aggregate_id.clone())
+            .or_insert(*partition);
         assert_eq!(p, partition, "an aggregate's events stay in one partition");
     }
     for (sku, vs) in &versions {
@@ -211,7 +242,9 @@ async fn exactly_once_through_repeated_sigkills() {
         }
     }
     assert!(kills >= 5, "only {kills} kills");
-    let results = tokio::task::block_in_place(|| wait_for_results(&run, sent.len(), Duration::from_secs(240)));
+    let results = tokio::task::block_in_place(|| {
+        wait_for_results(&run, sent.len(), Duration::from_secs(240))
+    });
     eprintln!(
         "exactly-once run: {} commands, {} kills, settled in {:?}",
         sent.len(),
@@ -219,7 +252,10 @@ async fn exactly_once_through_repeated_sigkills() {
         started.elapsed()
     );
     tokio::task::block_in_place(|| assert_exactly_once(&run, &sent, &results));
-    assert!(processor.terminate(Duration::from_secs(30)), "clean shutdown on SIGTERM");
+    assert!(
+        processor.terminate(Duration::from_secs(30)),
+        "clean shutdown on SIGTERM"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -228,6 +264,24 @@ async fn a_second_instance_takes_over_when_one_dies() {
     let commands_topic = run.topics.commands(Context::Inventory);
     let mut a = run.processor("a", "group-a");
     let mut b = run.processor("b", "group-b");
+    // Both instances own partitions before any command flows: the group split the work.
+    let logs = support::streamcart_bin()
+        .parent()
+        .expect("dir")
+        .join("test-logs");
+    let log_of = |name: &str| {
+        std::fs::read_to_string(logs.join(format!("{}{name}.log", run.prefix))).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !(log_of("group-a").contains("partition restored")
+        && log_of("group-b").contains("partition restored"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the two instances never both owned partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let p = producer();
     let mut sent = HashMap::new();
     for i in 0..1_000u32 {
@@ -237,13 +291,10 @@ async fn a_second_instance_takes_over_when_one_dies() {
         send(&p, &commands_topic, &sku, &bytes);
     }
     p.flush(Duration::from_secs(30)).expect("flush");
-    let first = tokio::task::block_in_place(|| wait_for_results(&run, sent.len(), Duration::from_secs(120)));
+    let first = tokio::task::block_in_place(|| {
+        wait_for_results(&run, sent.len(), Duration::from_secs(120))
+    });
     assert_eq!(first.len(), sent.len());
-    // Both instances did work: the partitions were split between them.
-    let logs = support::streamcart_bin().parent().expect("dir").join("test-logs");
-    let log_a = std::fs::read_to_string(logs.join(format!("{}group-a.log", run.prefix))).unwrap_or_default();
-    let log_b = std::fs::read_to_string(logs.join(format!("{}group-b.log", run.prefix))).unwrap_or_default();
-    assert!(log_a.contains("partition restored") && log_b.contains("partition restored"));
 
     a.kill_hard();
     for i in 0..1_000u32 {
@@ -253,7 +304,9 @@ async fn a_second_instance_takes_over_when_one_dies() {
         send(&p, &commands_topic, &sku, &bytes);
     }
     p.flush(Duration::from_secs(30)).expect("flush");
-    let results = tokio::task::block_in_place(|| wait_for_results(&run, sent.len(), Duration::from_secs(180)));
+    let results = tokio::task::block_in_place(|| {
+        wait_for_results(&run, sent.len(), Duration::from_secs(180))
+    });
     tokio::task::block_in_place(|| assert_exactly_once(&run, &sent, &results));
     assert!(b.terminate(Duration::from_secs(30)));
 }
@@ -299,14 +352,22 @@ async fn poison_records_are_dead_lettered_and_processing_continues() {
     send(&p, &commands_topic, "SKU-1", &good_bytes);
     p.flush(Duration::from_secs(30)).expect("flush");
 
-    let results = tokio::task::block_in_place(|| wait_for_results(&run, 1, Duration::from_secs(60)));
+    let results =
+        tokio::task::block_in_place(|| wait_for_results(&run, 1, Duration::from_secs(60)));
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].command_id, good);
-    assert!(matches!(results[0].outcome, Outcome::Accepted { version: 1, .. }));
+    assert!(matches!(
+        results[0].outcome,
+        Outcome::Accepted { version: 1, .. }
+    ));
 
-    let dead = tokio::task::block_in_place(|| support::read_topic(&dlq, 3, Duration::from_secs(30)));
+    let dead =
+        tokio::task::block_in_place(|| support::read_topic(&dlq, 3, Duration::from_secs(30)));
     assert_eq!(dead.len(), 3, "three dead letters");
-    let payloads: Vec<Vec<u8>> = dead.iter().map(|m| m.payload().unwrap_or_default().to_vec()).collect();
+    let payloads: Vec<Vec<u8>> = dead
+        .iter()
+        .map(|m| m.payload().unwrap_or_default().to_vec())
+        .collect();
     assert_eq!(payloads[0], b"definitely not avro", "original bytes kept");
     assert_eq!(payloads[1], unknown_id);
     assert_eq!(payloads[2], wrong_bytes);
@@ -314,7 +375,10 @@ async fn poison_records_are_dead_lettered_and_processing_continues() {
     assert_eq!(kinds[1].as_deref(), Some("decode.unknown_schema_id"));
     for m in &dead {
         assert!(header(m, "dlq.reason").is_some_and(|r| !r.is_empty()));
-        assert_eq!(header(m, "dlq.source.topic").as_deref(), Some(commands_topic.as_str()));
+        assert_eq!(
+            header(m, "dlq.source.topic").as_deref(),
+            Some(commands_topic.as_str())
+        );
     }
     assert!(processor.terminate(Duration::from_secs(30)));
 }

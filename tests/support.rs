@@ -87,10 +87,7 @@ pub async fn create_topics(names: &[&str], partitions: i32) {
 pub fn streamcart_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>/streamcart
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let bin = dir.join("streamcart");
     assert!(
         bin.exists(),
@@ -102,9 +99,12 @@ pub fn streamcart_bin() -> std::path::PathBuf {
 
 /// Reads every committed record of `topic` (all partitions, from the beginning) until at least
 /// `at_least` were read and the topic has been quiet for a moment, or `timeout` passes.
-pub fn read_topic(topic: &str, at_least: usize, timeout: Duration) -> Vec<rdkafka::message::OwnedMessage> {
+pub fn read_topic(
+    topic: &str,
+    at_least: usize,
+    timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Message;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka_bootstrap())
         .set("group.id", unique("reader"))
@@ -132,7 +132,6 @@ pub fn read_topic(topic: &str, at_least: usize, timeout: Duration) -> Vec<rdkafk
             }
         }
     }
-    let _ = out.iter().map(|m| m.offset()).count();
     out
 }
 
@@ -150,7 +149,9 @@ impl Child {
     /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether it exited 0.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
         let pid = self.0.id().to_string();
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
             if let Ok(Some(status)) = self.0.try_wait() {

@@ -80,7 +80,8 @@ impl Config {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         let mut cfg = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
                 toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
             }
             None => Config::default(),
@@ -122,13 +123,16 @@ impl Config {
             self.processor.snapshot_every_events = parse("STREAMCART_SNAPSHOT_EVERY_EVENTS", &v)?;
         }
         if let Some(v) = var("STREAMCART_CHECKPOINT_EVERY_EVENTS") {
-            self.processor.checkpoint_every_events = parse("STREAMCART_CHECKPOINT_EVERY_EVENTS", &v)?;
+            self.processor.checkpoint_every_events =
+                parse("STREAMCART_CHECKPOINT_EVERY_EVENTS", &v)?;
         }
         if let Some(v) = var("STREAMCART_PAYMENTS_DECLINE_ABOVE_MINOR") {
-            self.payments.decline_above_minor = Some(parse("STREAMCART_PAYMENTS_DECLINE_ABOVE_MINOR", &v)?);
+            self.payments.decline_above_minor =
+                Some(parse("STREAMCART_PAYMENTS_DECLINE_ABOVE_MINOR", &v)?);
         }
         if let Some(v) = var("STREAMCART_PAYMENTS_DECLINED_CARDS") {
-            self.payments.declined_card_tokens = v.split(',').map(|s| s.trim().to_owned()).collect();
+            self.payments.declined_card_tokens =
+                v.split(',').map(|s| s.trim().to_owned()).collect();
         }
         Ok(())
     }
@@ -140,7 +144,9 @@ mod tests {
 
     #[test]
     fn environment_overrides_file_and_defaults() {
-        let mut cfg: Config = toml::from_str("topic_prefix = \"a.\"\n[kafka]\nbatch_max_records = 7\n").expect("toml");
+        let mut cfg: Config =
+            toml::from_str("topic_prefix = \"a.\"\n[kafka]\nbatch_max_records = 7\n")
+                .expect("toml");
         assert_eq!(cfg.kafka.batch_max_records, 7);
         cfg.apply_env(|k| (k == "STREAMCART_TOPIC_PREFIX").then(|| "b.".to_owned()))
             .expect("env");

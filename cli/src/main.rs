@@ -81,9 +81,16 @@ fn main() -> anyhow::Result<()> {
                     .context("registering schemas")?;
                 for s in &report.subjects {
                     let version = s.version.map_or_else(|| "-".to_owned(), |v| v.to_string());
-                    println!("{:<60} id {:>6}  version {:>4}  {:?}", s.subject, s.schema_id, version, s.outcome);
+                    println!(
+                        "{:<60} id {:>6}  version {:>4}  {:?}",
+                        s.subject, s.schema_id, version, s.outcome
+                    );
                 }
-                println!("{} subjects, {} newly registered", report.subjects.len(), report.newly_registered());
+                println!(
+                    "{} subjects, {} newly registered",
+                    report.subjects.len(),
+                    report.newly_registered()
+                );
                 Ok(())
             }
         }

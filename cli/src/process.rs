@@ -26,18 +26,26 @@ pub async fn run(cfg: Config, kind: AggregateKind) -> anyhow::Result<()> {
         AggregateKind::Payment => {
             let mut policy = PaymentPolicy::approve_all();
             policy.decline_above_minor = cfg.payments.decline_above_minor;
-            policy.declined_card_tokens = cfg.payments.declined_card_tokens.iter().cloned().collect();
+            policy.declined_card_tokens =
+                cfg.payments.declined_card_tokens.iter().cloned().collect();
             run_for::<Payment>(cfg, Arc::new(policy)).await
         }
         AggregateKind::Order => {
             let _ = std::marker::PhantomData::<Order>;
-            anyhow::bail!("the order processor needs the orders context's local catalog copy, which is not built yet")
+            anyhow::bail!(
+                "the order processor needs the orders context's local catalog copy, which is not built yet"
+            )
         }
     }
 }
 
 /// Topics one aggregate's processor reads and writes, created if missing.
-pub fn topic_specs(topics: &Topics, ctx: streamcart_schemas::topics::Context, partitions: i32, dlq: &str) -> Vec<TopicSpec> {
+pub fn topic_specs(
+    topics: &Topics,
+    ctx: streamcart_schemas::topics::Context,
+    partitions: i32,
+    dlq: &str,
+) -> Vec<TopicSpec> {
     let forever = |name: String| TopicSpec {
         name,
         partitions,
@@ -75,9 +83,12 @@ where
         transactional_id: format!("{group}-{}", cfg.instance_id),
         dlq_topic: topics.dlq(&name),
     };
-    ensure_topics(&cfg.kafka, &topic_specs(&topics, A::CONTEXT, cfg.partitions, &spec.dlq_topic))
-        .await
-        .context("creating topics")?;
+    ensure_topics(
+        &cfg.kafka,
+        &topic_specs(&topics, A::CONTEXT, cfg.partitions, &spec.dlq_topic),
+    )
+    .await
+    .context("creating topics")?;
     let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
     let tuning = ProcessorTuning {
         snapshots: SnapshotPolicy {
@@ -91,7 +102,8 @@ where
     let settings = cfg.kafka.clone();
     tracing::info!(processor = %name, transactional_id = %spec.transactional_id, "starting");
     let stats = tokio::task::spawn_blocking(move || {
-        let mut handler = CommandHandler::<A>::new(settings.clone(), topics, codec, rt, ctx, tuning);
+        let mut handler =
+            CommandHandler::<A>::new(settings.clone(), topics, codec, rt, ctx, tuning);
         transactional::run(&settings, &spec, &mut handler, &shutdown)
     })
     .await

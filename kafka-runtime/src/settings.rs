@@ -47,8 +47,14 @@ impl KafkaSettings {
         let mut c = self.producer();
         // librdkafka requires a record's delivery deadline to fit inside its transaction.
         c.set("transactional.id", transactional_id)
-            .set("transaction.timeout.ms", self.transaction_timeout_ms.to_string())
-            .set("message.timeout.ms", self.transaction_timeout_ms.to_string());
+            .set(
+                "transaction.timeout.ms",
+                self.transaction_timeout_ms.to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                self.transaction_timeout_ms.to_string(),
+            );
         c
     }
 

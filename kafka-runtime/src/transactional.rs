@@ -152,18 +152,18 @@ impl ConsumerContext for LoopContext {
     // Only records what happened; the loop acts on it right after `poll` returns, outside
     // librdkafka's callback, where it may block (restore) and touch the producer.
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            if let Ok(mut log) = self.log.lock() {
-                log.revoked.extend(tpl_pairs(tpl));
-            }
+        if let Rebalance::Revoke(tpl) = rebalance
+            && let Ok(mut log) = self.log.lock()
+        {
+            log.revoked.extend(tpl_pairs(tpl));
         }
     }
 
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            if let Ok(mut log) = self.log.lock() {
-                log.assigned.extend(tpl_pairs(tpl));
-            }
+        if let Rebalance::Assign(tpl) = rebalance
+            && let Ok(mut log) = self.log.lock()
+        {
+            log.assigned.extend(tpl_pairs(tpl));
         }
     }
 }
@@ -319,14 +319,14 @@ impl Engine<'_> {
             match polled {
                 Some(Ok(m)) => {
                     // A rebalance that just revoked this record's partition makes it stale.
-                    if self.owned(m.topic(), m.partition()) {
-                        if let Err(e) = self.handle(handler, &m) {
-                            tracing::warn!(loop_name = %self.spec.name, error = %e, "transient failure; retrying the batch");
-                            self.abort(handler)?;
-                            std::thread::sleep(backoff);
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                            continue;
-                        }
+                    if self.owned(m.topic(), m.partition())
+                        && let Err(e) = self.handle(handler, &m)
+                    {
+                        tracing::warn!(loop_name = %self.spec.name, error = %e, "transient failure; retrying the batch");
+                        self.abort(handler)?;
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) | None => {}
@@ -338,10 +338,8 @@ impl Engine<'_> {
                 b.records >= self.settings.batch_max_records
                     || b.started.elapsed() >= self.settings.batch_max_wait()
             });
-            if due {
-                if let Outcome::Committed = self.finish(handler)? {
-                    backoff = Duration::from_millis(100);
-                }
+            if due && let Outcome::Committed = self.finish(handler)? {
+                backoff = Duration::from_millis(100);
             }
         }
     }
@@ -491,11 +489,11 @@ impl Engine<'_> {
     }
 
     fn take_deliveries(&self) -> Result<Vec<Delivered>, String> {
-        if let Ok(mut f) = self.deliveries.failures.lock() {
-            if !f.is_empty() {
-                let errors = std::mem::take(&mut *f);
-                return Err(format!("delivery failed: {}", errors.join("; ")));
-            }
+        if let Ok(mut f) = self.deliveries.failures.lock()
+            && !f.is_empty()
+        {
+            let errors = std::mem::take(&mut *f);
+            return Err(format!("delivery failed: {}", errors.join("; ")));
         }
         Ok(self
             .deliveries
@@ -574,15 +572,15 @@ impl Engine<'_> {
         self.stats.aborts += 1;
         handler.on_abort();
         for ((topic, partition), offset) in &batch.start {
-            if self.owned(topic, *partition) {
-                if let Err(e) = self.consumer.seek(
+            if self.owned(topic, *partition)
+                && let Err(e) = self.consumer.seek(
                     topic,
                     *partition,
                     Offset::Offset(*offset),
                     Duration::from_secs(10),
-                ) {
-                    return Err(e.into());
-                }
+                )
+            {
+                return Err(e.into());
             }
         }
         Ok(())

@@ -30,7 +30,11 @@ impl<A: Aggregate> InProcessDriver<A> {
     }
 
     /// Handles one command as one committed transaction; returns its result.
-    pub fn send(&mut self, command: &CommandEnvelope<A::Command>, ctx: &A::Context) -> CommandResult {
+    pub fn send(
+        &mut self,
+        command: &CommandEnvelope<A::Command>,
+        ctx: &A::Context,
+    ) -> CommandResult {
         let decided = self.table.handle(command, ctx, self.clock);
         self.clock += 1;
         self.table.commit();
@@ -72,7 +76,11 @@ mod tests {
     use streamcart_schemas::envelope::Outcome;
     use uuid::Uuid;
 
-    fn cmd(sku: &str, expected: Option<u64>, payload: StockCommand) -> CommandEnvelope<StockCommand> {
+    fn cmd(
+        sku: &str,
+        expected: Option<u64>,
+        payload: StockCommand,
+    ) -> CommandEnvelope<StockCommand> {
         CommandEnvelope {
             command_id: Uuid::new_v4(),
             aggregate_id: sku.into(),
@@ -91,9 +99,18 @@ mod tests {
     fn versions_are_gap_free_and_duplicates_are_not_applied() {
         let mut d = InProcessDriver::<Stock>::new(0);
         let first = cmd("SKU-1", None, receive(5));
-        assert!(matches!(d.send(&first, &()).outcome, Outcome::Accepted { version: 1, .. }));
-        assert!(matches!(d.send(&cmd("SKU-1", None, receive(3)), &()).outcome, Outcome::Accepted { version: 2, .. }));
-        assert_eq!(d.send(&first, &()).outcome, Outcome::Duplicate { version: 1 });
+        assert!(matches!(
+            d.send(&first, &()).outcome,
+            Outcome::Accepted { version: 1, .. }
+        ));
+        assert!(matches!(
+            d.send(&cmd("SKU-1", None, receive(3)), &()).outcome,
+            Outcome::Accepted { version: 2, .. }
+        ));
+        assert_eq!(
+            d.send(&first, &()).outcome,
+            Outcome::Duplicate { version: 1 }
+        );
         let versions: Vec<u64> = d.events.iter().map(|e| e.version).collect();
         assert_eq!(versions, vec![1, 2]);
         assert_eq!(d.table().get("SKU-1").map(|e| e.state.received), Some(8));
@@ -104,9 +121,14 @@ mod tests {
         let mut d = InProcessDriver::<Stock>::new(0);
         d.send(&cmd("SKU-1", Some(0), receive(5)), &());
         let stale = d.send(&cmd("SKU-1", Some(0), receive(5)), &());
-        assert!(matches!(stale.outcome, Outcome::Rejected { ref code, .. } if code == "concurrency.conflict"));
+        assert!(
+            matches!(stale.outcome, Outcome::Rejected { ref code, .. } if code == "concurrency.conflict")
+        );
         let fresh = d.send(&cmd("SKU-1", Some(1), receive(5)), &());
-        assert!(matches!(fresh.outcome, Outcome::Accepted { version: 2, .. }));
+        assert!(matches!(
+            fresh.outcome,
+            Outcome::Accepted { version: 2, .. }
+        ));
     }
 
     #[test]
@@ -118,7 +140,9 @@ mod tests {
             line_no: LineNo::new(1).expect("line"),
         });
         let r = d.send(&cmd("SKU-1", None, release), &());
-        assert!(matches!(r.outcome, Outcome::Rejected { ref code, .. } if code == "stock.reservation_not_found"));
+        assert!(
+            matches!(r.outcome, Outcome::Rejected { ref code, .. } if code == "stock.reservation_not_found")
+        );
         assert!(d.events.is_empty());
     }
 
@@ -128,10 +152,18 @@ mod tests {
         d.send(&cmd("SKU-1", None, receive(5)), &());
         let replayed = cmd("SKU-1", None, receive(7));
         d.send_aborted(&[replayed.clone(), cmd("SKU-2", None, receive(1))], &());
-        assert_eq!(d.table().get("SKU-1").map(|e| (e.version, e.state.received)), Some((1, 5)));
+        assert_eq!(
+            d.table()
+                .get("SKU-1")
+                .map(|e| (e.version, e.state.received)),
+            Some((1, 5))
+        );
         assert!(d.table().get("SKU-2").is_none());
         // The same command, redelivered after the abort, is applied once — not seen as a duplicate.
-        assert!(matches!(d.send(&replayed, &()).outcome, Outcome::Accepted { version: 2, .. }));
+        assert!(matches!(
+            d.send(&replayed, &()).outcome,
+            Outcome::Accepted { version: 2, .. }
+        ));
     }
 
     #[test]
@@ -141,7 +173,10 @@ mod tests {
         d.send(&first, &());
         d.send(&cmd("SKU-1", None, receive(2)), &());
         let t = d.restarted();
-        assert_eq!(t.get("SKU-1").map(|e| (e.version, e.state.received)), Some((2, 7)));
+        assert_eq!(
+            t.get("SKU-1").map(|e| (e.version, e.state.received)),
+            Some((2, 7))
+        );
         assert_eq!(t.recent_ids("SKU-1").first(), Some(&first.command_id));
     }
 }

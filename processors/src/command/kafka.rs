@@ -158,34 +158,65 @@ where
         let snapshots = self.topics.snapshots(A::CONTEXT);
         let events = self.topics.events(A::CONTEXT);
         let mut checkpoint: Option<i64> = None;
-        read_partition(&self.settings, &snapshots, partition, 0, self.tuning.restore_timeout, |m| {
-            let Some(bytes) = m.payload() else {
-                return Ok(());
-            };
-            let snap: Snapshot<A::State> = self.rt.block_on(self.codec.decode(bytes)).map_err(|e| e.to_string())?;
-            if snap.aggregate_id.is_empty() {
-                checkpoint = snap.event_offset;
-            } else {
-                table.load_snapshot(snap.aggregate_id, snap.version, snap.state, snap.recent_command_ids);
-            }
-            Ok(())
-        })?;
+        read_partition(
+            &self.settings,
+            &snapshots,
+            partition,
+            0,
+            self.tuning.restore_timeout,
+            |m| {
+                let Some(bytes) = m.payload() else {
+                    return Ok(());
+                };
+                let snap: Snapshot<A::State> = self
+                    .rt
+                    .block_on(self.codec.decode(bytes))
+                    .map_err(|e| e.to_string())?;
+                if snap.aggregate_id.is_empty() {
+                    checkpoint = snap.event_offset;
+                } else {
+                    table.load_snapshot(
+                        snap.aggregate_id,
+                        snap.version,
+                        snap.state,
+                        snap.recent_command_ids,
+                    );
+                }
+                Ok(())
+            },
+        )?;
         let from = checkpoint.map_or(0, |o| o + 1);
         let mut last_event_offset = checkpoint;
         let mut replayed = 0u64;
-        read_partition(&self.settings, &events, partition, from, self.tuning.restore_timeout, |m| {
-            let Some(bytes) = m.payload() else {
-                return Ok(());
-            };
-            let event: EventEnvelope<A::Event> =
-                self.rt.block_on(self.codec.decode(bytes)).map_err(|e| e.to_string())?;
-            table.replay(&event).map_err(|e| e.to_string())?;
-            last_event_offset = Some(m.offset());
-            replayed += 1;
-            Ok(())
-        })?;
+        read_partition(
+            &self.settings,
+            &events,
+            partition,
+            from,
+            self.tuning.restore_timeout,
+            |m| {
+                let Some(bytes) = m.payload() else {
+                    return Ok(());
+                };
+                let event: EventEnvelope<A::Event> = self
+                    .rt
+                    .block_on(self.codec.decode(bytes))
+                    .map_err(|e| e.to_string())?;
+                table.replay(&event).map_err(|e| e.to_string())?;
+                last_event_offset = Some(m.offset());
+                replayed += 1;
+                Ok(())
+            },
+        )?;
         table.commit();
-        tracing::info!(aggregate = A::NAME, partition, aggregates = table.len(), replayed, ?checkpoint, "partition restored");
+        tracing::info!(
+            aggregate = A::NAME,
+            partition,
+            aggregates = table.len(),
+            replayed,
+            ?checkpoint,
+            "partition restored"
+        );
         Ok(PartitionState {
             table,
             last_event_offset,
@@ -194,7 +225,10 @@ where
         })
     }
 
-    fn encode<T: streamcart_schemas::envelope::WireRecord>(&self, record: &T) -> Result<Vec<u8>, HandleError> {
+    fn encode<T: streamcart_schemas::envelope::WireRecord>(
+        &self,
+        record: &T,
+    ) -> Result<Vec<u8>, HandleError> {
         self.rt.block_on(self.codec.encode(record)).map_err(|e| {
             if e.is_transient() {
                 HandleError::Transient(e.to_string())
@@ -204,7 +238,11 @@ where
         })
     }
 
-    fn snapshot_record(&self, partition: i32, snapshot: &Snapshot<A::State>) -> Result<OutRecord, HandleError> {
+    fn snapshot_record(
+        &self,
+        partition: i32,
+        snapshot: &Snapshot<A::State>,
+    ) -> Result<OutRecord, HandleError> {
         let bytes = self.encode(snapshot)?;
         let mut r = OutRecord::new(
             self.topics.snapshots(A::CONTEXT),
@@ -213,7 +251,10 @@ where
         );
         // Snapshots live in the same partition number as their events: restore reads one partition.
         r.partition = Some(partition);
-        r.headers.push((headers::CONTENT_TYPE.into(), headers::AVRO_CONTENT_TYPE.as_bytes().to_vec()));
+        r.headers.push((
+            headers::CONTENT_TYPE.into(),
+            headers::AVRO_CONTENT_TYPE.as_bytes().to_vec(),
+        ));
         Ok(r)
     }
 }
@@ -238,9 +279,16 @@ where
         }
     }
 
-    fn handle(&mut self, record: &InputRecord<'_>, out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
+    fn handle(
+        &mut self,
+        record: &InputRecord<'_>,
+        out: &mut Vec<OutRecord>,
+    ) -> Result<(), HandleError> {
         let Some(bytes) = record.payload else {
-            return Err(HandleError::permanent("decode.empty", "command record has no value"));
+            return Err(HandleError::permanent(
+                "decode.empty",
+                "command record has no value",
+            ));
         };
         let command: CommandEnvelope<A::Command> = self
             .rt
@@ -249,7 +297,10 @@ where
         if record.key != Some(command.aggregate_id.as_bytes()) {
             return Err(HandleError::permanent(
                 "command.key_mismatch",
-                format!("record key does not equal aggregate id {:?}", command.aggregate_id),
+                format!(
+                    "record key does not equal aggregate id {:?}",
+                    command.aggregate_id
+                ),
             ));
         }
         let trace = record
@@ -259,7 +310,10 @@ where
             .child();
         let ctx = self.ctx.clone();
         let Some(part) = self.partitions.get_mut(&record.partition) else {
-            return Err(HandleError::Transient(format!("partition {} not restored", record.partition)));
+            return Err(HandleError::Transient(format!(
+                "partition {} not restored",
+                record.partition
+            )));
         };
         let decided = part.table.handle(&command, &ctx, now_millis());
         part.events_since_checkpoint += decided.events.len() as u64;
@@ -297,12 +351,17 @@ where
         Ok(())
     }
 
-    fn before_commit(&mut self, delivered: &[Delivered], out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
+    fn before_commit(
+        &mut self,
+        delivered: &[Delivered],
+        out: &mut Vec<OutRecord>,
+    ) -> Result<(), HandleError> {
         for d in delivered {
-            if let Some(p) = self.event_tags.remove(&d.tag) {
-                if let Some(part) = self.partitions.get_mut(&p) {
-                    part.last_event_offset = Some(part.last_event_offset.map_or(d.offset, |o| o.max(d.offset)));
-                }
+            if let Some(p) = self.event_tags.remove(&d.tag)
+                && let Some(part) = self.partitions.get_mut(&p)
+            {
+                part.last_event_offset =
+                    Some(part.last_event_offset.map_or(d.offset, |o| o.max(d.offset)));
             }
         }
         let now = now_millis();
@@ -310,9 +369,15 @@ where
         let mut records = Vec::new();
         for (p, part) in &self.partitions {
             let checkpoint = part.events_since_checkpoint >= every;
-            let ids = if checkpoint { part.table.dirty() } else { part.table.due_snapshots() };
+            let ids = if checkpoint {
+                part.table.dirty()
+            } else {
+                part.table.due_snapshots()
+            };
             for id in ids {
-                let Some(entry) = part.table.get(&id) else { continue };
+                let Some(entry) = part.table.get(&id) else {
+                    continue;
+                };
                 let snapshot = Snapshot {
                     aggregate_id: id.clone(),
                     version: entry.version,

@@ -69,7 +69,10 @@ impl<A: Aggregate> Default for Entry<A> {
 
 impl<A: Aggregate> Entry<A> {
     fn seen(&self, command_id: &Uuid) -> Option<u64> {
-        self.recent.iter().find(|(id, _)| id == command_id).map(|(_, v)| *v)
+        self.recent
+            .iter()
+            .find(|(id, _)| id == command_id)
+            .map(|(_, v)| *v)
     }
 
     fn remember(&mut self, command_id: Uuid, version: u64, cap: usize) {
@@ -174,17 +177,19 @@ where
                 result: answer(Outcome::Duplicate { version: v }),
             };
         }
-        if let Some(expected) = command.expected_version {
-            if expected != version {
-                self.remember(id, command.command_id, version);
-                return Decided {
-                    events: Vec::new(),
-                    result: answer(Outcome::Rejected {
-                        code: CONCURRENCY_CONFLICT.into(),
-                        message: format!("expected version {expected}, aggregate is at version {version}"),
-                    }),
-                };
-            }
+        if let Some(expected) = command.expected_version
+            && expected != version
+        {
+            self.remember(id, command.command_id, version);
+            return Decided {
+                events: Vec::new(),
+                result: answer(Outcome::Rejected {
+                    code: CONCURRENCY_CONFLICT.into(),
+                    message: format!(
+                        "expected version {expected}, aggregate is at version {version}"
+                    ),
+                }),
+            };
         }
         let state = current.map(|e| e.state.clone()).unwrap_or_default();
         match A::decide(&state, &command.payload, ctx) {
@@ -303,7 +308,13 @@ where
     }
 
     /// Restore: installs a snapshot.
-    pub fn load_snapshot(&mut self, aggregate_id: String, version: u64, state: A::State, recent: Vec<Uuid>) {
+    pub fn load_snapshot(
+        &mut self,
+        aggregate_id: String,
+        version: u64,
+        state: A::State,
+        recent: Vec<Uuid>,
+    ) {
         let entry = Entry {
             state,
             version,
@@ -332,8 +343,16 @@ where
         entry.version = event.version;
         entry.since_snapshot = entry.since_snapshot.saturating_add(1);
         if entry.seen(&event.causation_id).is_none() {
-            entry.remember(event.causation_id, event.version, self.policy.recent_commands);
-        } else if let Some(slot) = entry.recent.iter_mut().find(|(id, _)| *id == event.causation_id) {
+            entry.remember(
+                event.causation_id,
+                event.version,
+                self.policy.recent_commands,
+            );
+        } else if let Some(slot) = entry
+            .recent
+            .iter_mut()
+            .find(|(id, _)| *id == event.causation_id)
+        {
             slot.1 = event.version;
         }
         self.dirty.insert(event.aggregate_id.clone());
