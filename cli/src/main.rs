@@ -2,6 +2,7 @@
 
 mod config;
 mod process;
+mod sagas;
 
 use std::path::PathBuf;
 
@@ -29,6 +30,8 @@ enum Command {
         /// Aggregate type.
         aggregate: AggregateKind,
     },
+    /// Runs the order saga: every reaction and the order deadline timer.
+    Sagas,
     /// Schema registry administration.
     Schemas {
         #[command(subcommand)]
@@ -72,6 +75,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Process { aggregate } => process::run(cfg, aggregate).await,
+            Command::Sagas => sagas::run(cfg).await,
             Command::Schemas {
                 action: SchemasAction::Register,
             } => {

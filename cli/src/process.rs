@@ -13,7 +13,9 @@ use streamcart_processors::command::kafka::{CommandHandler, ProcessorTuning};
 use streamcart_processors::command::table::SnapshotPolicy;
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::{CommandPayload, EventPayload, SnapshotState};
-use streamcart_schemas::topics::Topics;
+use streamcart_schemas::topics::{Context, Topics};
+use streamcart_aggregates::orders::PriceBook;
+use streamcart_processors::saga::kafka::{SharedCatalog, follow_catalog};
 
 use crate::AggregateKind;
 use crate::config::Config;
@@ -21,22 +23,48 @@ use crate::config::Config;
 /// Runs the processor of `kind` until SIGTERM / SIGINT.
 pub async fn run(cfg: Config, kind: AggregateKind) -> anyhow::Result<()> {
     match kind {
-        AggregateKind::Product => run_for::<Product>(cfg, Arc::new(())).await,
-        AggregateKind::Stock => run_for::<Stock>(cfg, Arc::new(())).await,
+        AggregateKind::Product => run_for::<Product, _>(cfg, |_| Ok(Arc::new(()))).await,
+        AggregateKind::Stock => run_for::<Stock, _>(cfg, |_| Ok(Arc::new(()))).await,
         AggregateKind::Payment => {
             let mut policy = PaymentPolicy::approve_all();
             policy.decline_above_minor = cfg.payments.decline_above_minor;
             policy.declined_card_tokens =
                 cfg.payments.declined_card_tokens.iter().cloned().collect();
-            run_for::<Payment>(cfg, Arc::new(policy)).await
+            run_for::<Payment, _>(cfg, move |_| Ok(Arc::new(policy))).await
         }
         AggregateKind::Order => {
-            let _ = std::marker::PhantomData::<Order>;
-            anyhow::bail!(
-                "the order processor needs the orders context's local catalog copy, which is not built yet"
-            )
+            // Orders are priced from the orders context's own copy of the catalog, kept up to
+            // date from catalog events and caught up before the first command is handled.
+            run_for::<Order, _>(cfg, |env| {
+                let catalog = SharedCatalog::default();
+                follow_catalog(
+                    &env.settings,
+                    &env.topics,
+                    env.codec.clone(),
+                    env.rt.clone(),
+                    catalog.clone(),
+                    env.shutdown.clone(),
+                )?;
+                let book: Arc<dyn PriceBook> = Arc::new(catalog);
+                Ok(book)
+            })
+            .await
         }
     }
+}
+
+/// What a decide-context factory may use to build its context.
+pub struct ContextEnv {
+    /// Kafka settings.
+    pub settings: streamcart_kafka_runtime::KafkaSettings,
+    /// Topic names.
+    pub topics: Topics,
+    /// Registry codec.
+    pub codec: Arc<Codec>,
+    /// Async runtime for codec calls.
+    pub rt: tokio::runtime::Handle,
+    /// Fired on SIGTERM.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Topics one aggregate's processor reads and writes, created if missing.
@@ -64,13 +92,13 @@ pub fn topic_specs(
     ]
 }
 
-async fn run_for<A>(cfg: Config, ctx: Arc<A::Context>) -> anyhow::Result<()>
+async fn run_for<A, F>(cfg: Config, make_ctx: F) -> anyhow::Result<()>
 where
     A: Bound,
     A::Command: CommandPayload + Send,
     A::Event: EventPayload + Send,
     A::State: SnapshotState + Send,
-    A::Context: Send + Sync,
+    F: FnOnce(&ContextEnv) -> Result<Arc<A::Context>, streamcart_kafka_runtime::RuntimeError> + Send + 'static,
 {
     let shutdown = shutdown::on_signals();
     let topics = Topics::with_prefix(cfg.topic_prefix.clone());
@@ -83,12 +111,16 @@ where
         transactional_id: format!("{group}-{}", cfg.instance_id),
         dlq_topic: topics.dlq(&name),
     };
-    ensure_topics(
-        &cfg.kafka,
-        &topic_specs(&topics, A::CONTEXT, cfg.partitions, &spec.dlq_topic),
-    )
-    .await
-    .context("creating topics")?;
+    let mut specs = topic_specs(&topics, A::CONTEXT, cfg.partitions, &spec.dlq_topic);
+    if A::CONTEXT == Context::Orders {
+        // The order processor reads the catalog events for its local price copy.
+        specs.push(TopicSpec {
+            name: topics.events(Context::Catalog),
+            partitions: cfg.partitions,
+            retention: Retention::Forever,
+        });
+    }
+    ensure_topics(&cfg.kafka, &specs).await.context("creating topics")?;
     let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
     let tuning = ProcessorTuning {
         snapshots: SnapshotPolicy {
@@ -102,6 +134,14 @@ where
     let settings = cfg.kafka.clone();
     tracing::info!(processor = %name, transactional_id = %spec.transactional_id, "starting");
     let stats = tokio::task::spawn_blocking(move || {
+        let env = ContextEnv {
+            settings: settings.clone(),
+            topics: topics.clone(),
+            codec: codec.clone(),
+            rt: rt.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let ctx = make_ctx(&env)?;
         let mut handler =
             CommandHandler::<A>::new(settings.clone(), topics, codec, rt, ctx, tuning);
         transactional::run(&settings, &spec, &mut handler, &shutdown)

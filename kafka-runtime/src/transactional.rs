@@ -119,6 +119,11 @@ pub trait TxnHandler {
     fn on_commit(&mut self);
     /// The batch was aborted: roll in-memory state back to the last commit.
     fn on_abort(&mut self);
+    /// Called on every turn of the loop, input or not: lets time-driven handlers (deadlines)
+    /// produce records. Anything produced joins the open batch's transaction.
+    fn tick(&mut self, _out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
+        Ok(())
+    }
 }
 
 /// Static description of one loop.
@@ -334,6 +339,13 @@ impl Engine<'_> {
                     tracing::warn!(loop_name = %self.spec.name, error = %e, "consumer error")
                 }
             }
+            if let Err(e) = self.tick(handler) {
+                tracing::warn!(loop_name = %self.spec.name, error = %e, "tick failed; retrying the batch");
+                self.abort(handler)?;
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
             let due = self.batch.as_ref().is_some_and(|b| {
                 b.records >= self.settings.batch_max_records
                     || b.started.elapsed() >= self.settings.batch_max_wait()
@@ -342,6 +354,36 @@ impl Engine<'_> {
                 backoff = Duration::from_millis(100);
             }
         }
+    }
+
+    fn begin_if_needed(&mut self) -> Result<(), String> {
+        if self.batch.is_none() {
+            self.producer.begin_transaction().map_err(|e| e.to_string())?;
+            self.batch = Some(Batch {
+                started: Instant::now(),
+                records: 0,
+                start: BTreeMap::new(),
+                next: BTreeMap::new(),
+            });
+        }
+        Ok(())
+    }
+
+    fn tick<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), String> {
+        let mut out = Vec::new();
+        handler.tick(&mut out).map_err(|e| e.to_string())?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.begin_if_needed()?;
+        for r in out {
+            self.send(r)?;
+        }
+        if let Some(b) = self.batch.as_mut() {
+            // Time-driven output counts toward the batch size like input does.
+            b.records += 1;
+        }
+        Ok(())
     }
 
     fn owned(&self, topic: &str, partition: i32) -> bool {
@@ -542,13 +584,15 @@ impl Engine<'_> {
                 .add_partition_offset(topic, *partition, Offset::Offset(*next))
                 .map_err(classify)?;
         }
-        let metadata = self
-            .consumer
-            .group_metadata()
-            .ok_or_else(|| CommitError::Abort("no consumer group metadata yet".into()))?;
-        self.producer
-            .send_offsets_to_transaction(&offsets, &metadata, self.txn_timeout)
-            .map_err(classify)?;
+        if offsets.count() > 0 {
+            let metadata = self
+                .consumer
+                .group_metadata()
+                .ok_or_else(|| CommitError::Abort("no consumer group metadata yet".into()))?;
+            self.producer
+                .send_offsets_to_transaction(&offsets, &metadata, self.txn_timeout)
+                .map_err(classify)?;
+        }
         self.producer
             .commit_transaction(self.txn_timeout)
             .map_err(classify)?;

@@ -118,7 +118,8 @@ pub fn decode_kind(e: &DecodeError) -> &'static str {
     }
 }
 
-fn decode_failure(e: DecodeError) -> HandleError {
+/// Maps a decode failure to retry (registry unreachable) or dead letter (bad bytes).
+pub fn decode_failure(e: DecodeError) -> HandleError {
     match e.disposition() {
         Disposition::Retry => HandleError::Transient(e.to_string()),
         Disposition::DeadLetter => HandleError::permanent(decode_kind(&e), e.to_string()),

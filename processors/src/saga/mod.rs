@@ -15,6 +15,7 @@
 
 pub mod catalog_copy;
 pub mod deadlines;
+pub mod kafka;
 pub mod reactions;
 
 #[cfg(test)]

@@ -1,0 +1,69 @@
+//! `streamcart sagas`: the saga reactions and the order deadline timer, until SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
+use streamcart_kafka_runtime::{shutdown, transactional};
+use streamcart_processors::saga::kafka::{DeadlinesHandler, ReactionsHandler};
+use streamcart_schemas::codec::Codec;
+use streamcart_schemas::topics::{Context, Topics};
+
+use crate::config::Config;
+
+/// Runs both saga loops until SIGTERM / SIGINT; an error in either stops the process.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let shutdown = shutdown::on_signals();
+    let topics = Topics::with_prefix(cfg.topic_prefix.clone());
+    let forever = |name: String| TopicSpec {
+        name,
+        partitions: cfg.partitions,
+        retention: Retention::Forever,
+    };
+    let mut specs: Vec<TopicSpec> = Vec::new();
+    for ctx in [Context::Inventory, Context::Orders, Context::Payments] {
+        specs.push(forever(topics.commands(ctx)));
+        specs.push(forever(topics.events(ctx)));
+    }
+    let reactions_name = "orders.saga.reactions";
+    let deadlines_name = "orders.saga.deadlines";
+    specs.push(forever(topics.dlq(reactions_name)));
+    specs.push(forever(topics.dlq(deadlines_name)));
+    ensure_topics(&cfg.kafka, &specs).await.context("creating topics")?;
+    let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
+    let rt = tokio::runtime::Handle::current();
+
+    let spec_for = |name: &str, inputs: Vec<String>| {
+        let group = format!("{}{}", cfg.topic_prefix, name);
+        transactional::LoopSpec {
+            name: name.to_owned(),
+            input_topics: inputs,
+            transactional_id: format!("{group}-{}", cfg.instance_id),
+            group_id: group,
+            dlq_topic: topics.dlq(name),
+        }
+    };
+    let reactions_spec = spec_for(reactions_name, ReactionsHandler::input_topics(&topics));
+    let deadlines_spec = spec_for(deadlines_name, vec![topics.events(Context::Orders)]);
+
+    let (settings, t, c, r, s) = (cfg.kafka.clone(), topics.clone(), codec.clone(), rt.clone(), shutdown.clone());
+    let reactions = tokio::task::spawn_blocking(move || {
+        let mut h = ReactionsHandler::new(t, c, r);
+        let out = transactional::run(&settings, &reactions_spec, &mut h, &s);
+        // One loop failing takes the other down: the process is restarted as a whole.
+        s.cancel();
+        out
+    });
+    let (settings, s) = (cfg.kafka.clone(), shutdown.clone());
+    let deadlines = tokio::task::spawn_blocking(move || {
+        let mut h = DeadlinesHandler::new(settings.clone(), topics, codec, rt);
+        let out = transactional::run(&settings, &deadlines_spec, &mut h, &s);
+        s.cancel();
+        out
+    });
+    let (a, b) = tokio::join!(reactions, deadlines);
+    let a = a.context("reactions thread")?.context("saga reactions")?;
+    let b = b.context("deadlines thread")?.context("order deadlines")?;
+    tracing::info!(reactions = ?a, deadlines = ?b, "sagas stopped");
+    Ok(())
+}

@@ -1,0 +1,346 @@
+//! The saga on Kafka: the pure reactions, the deadline timer and the catalog copy, driven by the
+//! shared transactional loop.
+//!
+//! - [`ReactionsHandler`] consumes the order, stock and payment event topics and produces the
+//!   commands the reactions emit, in the same transaction as its input offsets.
+//! - [`DeadlinesHandler`] consumes the order events, keeps every open order's deadline, and fires
+//!   `ExpireOrder` when one passes. Its state is rebuilt from the order events topic on assignment,
+//!   never taken from memory, so a restart neither loses a deadline nor fires one twice to effect
+//!   (the command id of an expiry depends only on the order).
+//! - [`follow_catalog`] keeps a [`CatalogCopy`] up to date from the catalog events, for the order
+//!   processor's prices.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use streamcart_aggregates::orders::{CatalogEntry, OrderEvent, PriceBook};
+use streamcart_aggregates::values::{OrderId, Sku};
+use streamcart_kafka_runtime::headers;
+use streamcart_kafka_runtime::restore::read_partition;
+use streamcart_kafka_runtime::trace::TraceContext;
+use streamcart_kafka_runtime::transactional::{InputRecord, OutRecord, TxnHandler};
+use streamcart_kafka_runtime::{HandleError, KafkaSettings, RuntimeError};
+use streamcart_schemas::codec::Codec;
+use streamcart_schemas::envelope::{EventEnvelope, WireRecord};
+use streamcart_schemas::topics::{Context, Stream, StreamKind, Topics};
+use tokio_util::sync::CancellationToken;
+
+use super::deadlines::DeadlineTable;
+use super::{CatalogCopy, SagaCommand, react_to_order_event, react_to_payment_event, react_to_stock_event};
+use crate::command::kafka::decode_failure;
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Encodes commands for their topics; shared by both saga handlers.
+struct CommandWriter {
+    topics: Topics,
+    codec: Arc<Codec>,
+    rt: tokio::runtime::Handle,
+}
+
+impl CommandWriter {
+    fn encode<T: WireRecord>(&self, record: &T) -> Result<Vec<u8>, HandleError> {
+        self.rt.block_on(self.codec.encode(record)).map_err(|e| {
+            if e.is_transient() {
+                HandleError::Transient(e.to_string())
+            } else {
+                HandleError::permanent("encode.failed", e.to_string())
+            }
+        })
+    }
+
+    fn record(&self, command: &SagaCommand, trace: &TraceContext) -> Result<OutRecord, HandleError> {
+        let (context, bytes) = match command {
+            SagaCommand::Stock(c) => (Context::Inventory, self.encode(c)?),
+            SagaCommand::Order(c) => (Context::Orders, self.encode(c)?),
+            SagaCommand::Payment(c) => (Context::Payments, self.encode(c)?),
+        };
+        let mut r = OutRecord::new(
+            self.topics.commands(context),
+            Some(command.aggregate_id().as_bytes().to_vec()),
+            Some(bytes),
+        );
+        r.headers = vec![
+            (headers::TRACEPARENT.into(), trace.child().to_string().into_bytes()),
+            (headers::CONTENT_TYPE.into(), headers::AVRO_CONTENT_TYPE.as_bytes().to_vec()),
+        ];
+        Ok(r)
+    }
+}
+
+/// Runs every saga reaction on the events it consumes.
+pub struct ReactionsHandler {
+    writer: CommandWriter,
+}
+
+impl std::fmt::Debug for ReactionsHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReactionsHandler").finish_non_exhaustive()
+    }
+}
+
+impl ReactionsHandler {
+    /// A handler producing to the command topics named by `topics`.
+    pub fn new(topics: Topics, codec: Arc<Codec>, rt: tokio::runtime::Handle) -> Self {
+        Self {
+            writer: CommandWriter { topics, codec, rt },
+        }
+    }
+
+    /// The event topics the reactions consume.
+    pub fn input_topics(topics: &Topics) -> Vec<String> {
+        vec![
+            topics.events(Context::Orders),
+            topics.events(Context::Inventory),
+            topics.events(Context::Payments),
+        ]
+    }
+}
+
+impl TxnHandler for ReactionsHandler {
+    fn on_assigned(&mut self, _partitions: &[(String, i32)]) -> Result<(), RuntimeError> {
+        // Stateless: every reaction is a function of one event.
+        Ok(())
+    }
+
+    fn on_revoked(&mut self, _partitions: &[(String, i32)]) {}
+
+    fn handle(&mut self, record: &InputRecord<'_>, out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
+        let Some(bytes) = record.payload else {
+            return Err(HandleError::permanent("decode.empty", "event record has no value"));
+        };
+        let w = &self.writer;
+        let commands = match w.topics.stream_of(record.topic) {
+            Some(Stream::Aggregate(Context::Orders, StreamKind::Events)) => {
+                let e = w.rt.block_on(w.codec.decode(bytes)).map_err(decode_failure)?;
+                react_to_order_event(&e)
+            }
+            Some(Stream::Aggregate(Context::Inventory, StreamKind::Events)) => {
+                let e = w.rt.block_on(w.codec.decode(bytes)).map_err(decode_failure)?;
+                react_to_stock_event(&e)
+            }
+            Some(Stream::Aggregate(Context::Payments, StreamKind::Events)) => {
+                let e = w.rt.block_on(w.codec.decode(bytes)).map_err(decode_failure)?;
+                react_to_payment_event(&e)
+            }
+            _ => {
+                return Err(HandleError::permanent(
+                    "saga.unexpected_topic",
+                    format!("no reaction consumes {}", record.topic),
+                ));
+            }
+        };
+        let trace = record
+            .header(headers::TRACEPARENT)
+            .and_then(TraceContext::parse)
+            .unwrap_or_else(TraceContext::new_root);
+        for c in &commands {
+            out.push(w.record(c, &trace)?);
+        }
+        Ok(())
+    }
+
+    fn on_commit(&mut self) {}
+
+    fn on_abort(&mut self) {}
+}
+
+/// Fires `ExpireOrder` for open orders whose deadline passed.
+pub struct DeadlinesHandler {
+    writer: CommandWriter,
+    settings: KafkaSettings,
+    restore_timeout: Duration,
+    tables: HashMap<i32, DeadlineTable>,
+    /// Deadlines fired in the open batch, put back if it aborts.
+    fired: Vec<(i32, OrderId, i64)>,
+    /// Deadlines fire no earlier than this many milliseconds after they pass, in batches.
+    resolution: Duration,
+    last_scan: std::time::Instant,
+}
+
+impl std::fmt::Debug for DeadlinesHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadlinesHandler")
+            .field("partitions", &self.tables.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeadlinesHandler {
+    /// A handler reading and writing the topics named by `topics`.
+    pub fn new(settings: KafkaSettings, topics: Topics, codec: Arc<Codec>, rt: tokio::runtime::Handle) -> Self {
+        Self {
+            writer: CommandWriter { topics, codec, rt },
+            settings,
+            restore_timeout: Duration::from_secs(120),
+            tables: HashMap::new(),
+            fired: Vec::new(),
+            resolution: Duration::from_millis(100),
+            last_scan: std::time::Instant::now(),
+        }
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<EventEnvelope<OrderEvent>, HandleError> {
+        let w = &self.writer;
+        w.rt.block_on(w.codec.decode(bytes)).map_err(decode_failure)
+    }
+}
+
+impl TxnHandler for DeadlinesHandler {
+    fn on_assigned(&mut self, partitions: &[(String, i32)]) -> Result<(), RuntimeError> {
+        // The whole partition is read to its end: events the loop then consumes again (those
+        // after the committed offset) only re-add or re-remove the same entries.
+        for (topic, p) in partitions {
+            let mut table = DeadlineTable::new();
+            read_partition(&self.settings, topic, *p, 0, self.restore_timeout, |m| {
+                let Some(bytes) = m.payload() else { return Ok(()) };
+                let event = self.decode(bytes).map_err(|e| e.to_string())?;
+                table.on_order_event(&event);
+                Ok(())
+            })?;
+            tracing::info!(partition = *p, open_deadlines = table.len(), "deadlines restored");
+            self.tables.insert(*p, table);
+        }
+        Ok(())
+    }
+
+    fn on_revoked(&mut self, partitions: &[(String, i32)]) {
+        for (_, p) in partitions {
+            self.tables.remove(p);
+        }
+    }
+
+    fn handle(&mut self, record: &InputRecord<'_>, _out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
+        let Some(bytes) = record.payload else {
+            return Err(HandleError::permanent("decode.empty", "event record has no value"));
+        };
+        let event = self.decode(bytes)?;
+        if let Some(table) = self.tables.get_mut(&record.partition) {
+            table.on_order_event(&event);
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
+        if self.last_scan.elapsed() < self.resolution {
+            return Ok(());
+        }
+        self.last_scan = std::time::Instant::now();
+        let now = now_millis();
+        let mut due = Vec::new();
+        for (p, table) in &self.tables {
+            for (order, deadline) in table.due(now) {
+                due.push((*p, order, deadline));
+            }
+        }
+        for (p, order, deadline) in due {
+            let command = SagaCommand::Order(DeadlineTable::expire_command(&order, deadline));
+            out.push(self.writer.record(&command, &TraceContext::new_root())?);
+            if let Some(table) = self.tables.get_mut(&p) {
+                table.remove(&order);
+            }
+            self.fired.push((p, order, deadline));
+        }
+        Ok(())
+    }
+
+    fn on_commit(&mut self) {
+        self.fired.clear();
+    }
+
+    fn on_abort(&mut self) {
+        for (p, order, deadline) in self.fired.drain(..) {
+            if let Some(table) = self.tables.get_mut(&p) {
+                table.insert(order, deadline);
+            }
+        }
+    }
+}
+
+/// The catalog copy shared between its follower thread and the order processor.
+#[derive(Debug, Clone, Default)]
+pub struct SharedCatalog(pub Arc<RwLock<CatalogCopy>>);
+
+impl PriceBook for SharedCatalog {
+    fn lookup(&self, sku: &Sku) -> Option<CatalogEntry> {
+        self.0.read().ok().and_then(|c| c.lookup(sku))
+    }
+}
+
+/// Reads the catalog events from the beginning into `catalog`, returns once caught up with
+/// the end as of the call, then keeps following on a background thread until `shutdown`.
+pub fn follow_catalog(
+    settings: &KafkaSettings,
+    topics: &Topics,
+    codec: Arc<Codec>,
+    rt: tokio::runtime::Handle,
+    catalog: SharedCatalog,
+    shutdown: CancellationToken,
+) -> Result<std::thread::JoinHandle<()>, RuntimeError> {
+    let topic = topics.events(Context::Catalog);
+    let consumer: BaseConsumer = settings.restore_consumer().create()?;
+    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in &partitions {
+        tpl.add_partition_offset(&topic, *p, Offset::Beginning)?;
+        let (_, high) = consumer.fetch_watermarks(&topic, *p, Duration::from_secs(10))?;
+        ends.insert(*p, high);
+    }
+    consumer.assign(&tpl)?;
+    let apply = move |m: &rdkafka::message::BorrowedMessage<'_>, catalog: &SharedCatalog| {
+        let Some(bytes) = m.payload() else { return };
+        match rt.block_on(codec.decode(bytes)) {
+            Ok(event) => {
+                if let Ok(mut c) = catalog.0.write() {
+                    c.apply(&event);
+                }
+            }
+            Err(e) => tracing::warn!(offset = m.offset(), error = %e, "undecodable catalog event skipped"),
+        }
+    };
+    // Catch up first, so the first order is priced from a complete copy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let caught_up = |consumer: &BaseConsumer| {
+        consumer.position().is_ok_and(|pos| {
+            ends.iter().all(|(p, high)| {
+                *high == 0
+                    || matches!(pos.find_partition(&topic, *p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= *high)
+            })
+        })
+    };
+    while !caught_up(&consumer) {
+        if std::time::Instant::now() > deadline {
+            return Err(RuntimeError::Config("catalog copy did not catch up within 120 s".into()));
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            apply(&m, &catalog);
+        }
+    }
+    tracing::info!(products = catalog.0.read().map(|c| c.len()).unwrap_or(0), "catalog copy caught up");
+    let handle = std::thread::Builder::new()
+        .name("catalog-copy".into())
+        .spawn(move || {
+            while !shutdown.is_cancelled() {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                    apply(&m, &catalog);
+                }
+            }
+        })
+        .map_err(|e| RuntimeError::Config(format!("cannot start the catalog follower: {e}")))?;
+    Ok(handle)
+}
