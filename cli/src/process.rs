@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use streamcart_aggregates::orders::Order;
+use streamcart_aggregates::orders::PriceBook;
 use streamcart_aggregates::payments::{Payment, PaymentPolicy};
 use streamcart_aggregates::{Product, Stock};
 use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
@@ -11,11 +12,10 @@ use streamcart_kafka_runtime::{shutdown, transactional};
 use streamcart_processors::bindings::Bound;
 use streamcart_processors::command::kafka::{CommandHandler, ProcessorTuning};
 use streamcart_processors::command::table::SnapshotPolicy;
+use streamcart_processors::saga::kafka::{SharedCatalog, follow_catalog};
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::{CommandPayload, EventPayload, SnapshotState};
 use streamcart_schemas::topics::{Context, Topics};
-use streamcart_aggregates::orders::PriceBook;
-use streamcart_processors::saga::kafka::{SharedCatalog, follow_catalog};
 
 use crate::AggregateKind;
 use crate::config::Config;
@@ -98,7 +98,9 @@ where
     A::Command: CommandPayload + Send,
     A::Event: EventPayload + Send,
     A::State: SnapshotState + Send,
-    F: FnOnce(&ContextEnv) -> Result<Arc<A::Context>, streamcart_kafka_runtime::RuntimeError> + Send + 'static,
+    F: FnOnce(&ContextEnv) -> Result<Arc<A::Context>, streamcart_kafka_runtime::RuntimeError>
+        + Send
+        + 'static,
 {
     let shutdown = shutdown::on_signals();
     let topics = Topics::with_prefix(cfg.topic_prefix.clone());
@@ -120,7 +122,9 @@ where
             retention: Retention::Forever,
         });
     }
-    ensure_topics(&cfg.kafka, &specs).await.context("creating topics")?;
+    ensure_topics(&cfg.kafka, &specs)
+        .await
+        .context("creating topics")?;
     let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
     let tuning = ProcessorTuning {
         snapshots: SnapshotPolicy {

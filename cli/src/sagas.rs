@@ -29,7 +29,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let deadlines_name = "orders.saga.deadlines";
     specs.push(forever(topics.dlq(reactions_name)));
     specs.push(forever(topics.dlq(deadlines_name)));
-    ensure_topics(&cfg.kafka, &specs).await.context("creating topics")?;
+    ensure_topics(&cfg.kafka, &specs)
+        .await
+        .context("creating topics")?;
     let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
     let rt = tokio::runtime::Handle::current();
 
@@ -46,7 +48,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let reactions_spec = spec_for(reactions_name, ReactionsHandler::input_topics(&topics));
     let deadlines_spec = spec_for(deadlines_name, vec![topics.events(Context::Orders)]);
 
-    let (settings, t, c, r, s) = (cfg.kafka.clone(), topics.clone(), codec.clone(), rt.clone(), shutdown.clone());
+    let (settings, t, c, r, s) = (
+        cfg.kafka.clone(),
+        topics.clone(),
+        codec.clone(),
+        rt.clone(),
+        shutdown.clone(),
+    );
     let reactions = tokio::task::spawn_blocking(move || {
         let mut h = ReactionsHandler::new(t, c, r);
         let out = transactional::run(&settings, &reactions_spec, &mut h, &s);

@@ -358,7 +358,9 @@ impl Engine<'_> {
 
     fn begin_if_needed(&mut self) -> Result<(), String> {
         if self.batch.is_none() {
-            self.producer.begin_transaction().map_err(|e| e.to_string())?;
+            self.producer
+                .begin_transaction()
+                .map_err(|e| e.to_string())?;
             self.batch = Some(Batch {
                 started: Instant::now(),
                 records: 0,

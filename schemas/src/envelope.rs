@@ -292,7 +292,12 @@ impl<S: SnapshotState> WireRecord for Snapshot<S> {
             ("state", self.state.to_avro()?),
             (
                 "recent_command_ids",
-                Value::Array(self.recent_command_ids.iter().map(|id| Value::Uuid(*id)).collect()),
+                Value::Array(
+                    self.recent_command_ids
+                        .iter()
+                        .map(|id| Value::Uuid(*id))
+                        .collect(),
+                ),
             ),
         ]))
     }
@@ -310,10 +315,12 @@ impl<S: SnapshotState> WireRecord for Snapshot<S> {
                 .into_iter()
                 .map(|v| match v {
                     Value::Uuid(id) => Ok(id),
-                    Value::String(s) => Uuid::parse_str(&s).map_err(|_| MappingError::InvalidUuid {
-                        record: "Snapshot",
-                        field: "recent_command_ids",
-                    }),
+                    Value::String(s) => {
+                        Uuid::parse_str(&s).map_err(|_| MappingError::InvalidUuid {
+                            record: "Snapshot",
+                            field: "recent_command_ids",
+                        })
+                    }
                     other => Err(MappingError::WrongType {
                         record: "Snapshot",
                         field: "recent_command_ids",

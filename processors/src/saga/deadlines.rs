@@ -170,7 +170,9 @@ pub fn expire_command_id(order_id: &OrderId) -> Uuid {
 mod tests {
     use super::*;
     use crate::saga::fixtures::*;
-    use streamcart_aggregates::orders::{CancelReason, OrderCancelled, OrderConfirmed, OrderExpired};
+    use streamcart_aggregates::orders::{
+        CancelReason, OrderCancelled, OrderConfirmed, OrderExpired,
+    };
     use streamcart_aggregates::values::PaymentId;
 
     const A: &str = "00000000-0000-4000-8000-00000000000a";
@@ -249,7 +251,12 @@ mod tests {
             t.on_order_event(&placed_event(A, 500));
             t.on_order_event(&placed_event(B, 600));
             let change = t.on_order_event(&closing);
-            assert_eq!(change, Some(DeadlineChange::Removed { order_id: id(A) }), "{}", closing.payload.name());
+            assert_eq!(
+                change,
+                Some(DeadlineChange::Removed { order_id: id(A) }),
+                "{}",
+                closing.payload.name()
+            );
             assert_eq!(t.due(1_000), vec![(id(B), 600)]);
             // The same closing event again (a redelivery) changes nothing.
             assert_eq!(t.on_order_event(&closing), None);
@@ -291,8 +298,14 @@ mod tests {
         assert_eq!(first.correlation_id, A);
         assert_eq!(first.issued_at, 500);
         assert_eq!(first.expected_version, None);
-        assert_eq!(first.payload, OrderCommand::ExpireOrder(ExpireOrder { now: 500 }));
-        assert_ne!(first.command_id, DeadlineTable::expire_command(&id(B), 500).command_id);
+        assert_eq!(
+            first.payload,
+            OrderCommand::ExpireOrder(ExpireOrder { now: 500 })
+        );
+        assert_ne!(
+            first.command_id,
+            DeadlineTable::expire_command(&id(B), 500).command_id
+        );
     }
 
     #[test]
@@ -302,7 +315,8 @@ mod tests {
         t.on_order_event(&placed_event(B, 300));
         t.on_order_event(&placed_event(C, 900));
         t.remove(&id(C));
-        let persisted: Vec<(OrderId, i64)> = t.snapshot().map(|(id, at)| (id.clone(), at)).collect();
+        let persisted: Vec<(OrderId, i64)> =
+            t.snapshot().map(|(id, at)| (id.clone(), at)).collect();
         let restored = DeadlineTable::restore(persisted);
         assert_eq!(restored, t);
         assert_eq!(restored.due(1_000), vec![(id(B), 300), (id(A), 500)]);

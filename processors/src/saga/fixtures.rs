@@ -77,7 +77,10 @@ pub fn placed(lines: &[(&str, u32)]) -> OrderPlaced {
 
 fn wrap<E>(aggregate_id: &str, version: u64, payload: E) -> EventEnvelope<E> {
     EventEnvelope {
-        event_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("{aggregate_id}/{version}").as_bytes()),
+        event_id: Uuid::new_v5(
+            &Uuid::NAMESPACE_OID,
+            format!("{aggregate_id}/{version}").as_bytes(),
+        ),
         aggregate_id: aggregate_id.to_owned(),
         version,
         occurred_at: OCCURRED_AT,
@@ -99,7 +102,11 @@ pub fn payment_event(payload: impl Into<PaymentEvent>) -> EventEnvelope<PaymentE
     wrap(ORDER, 1, payload.into())
 }
 
-pub fn product_event(s: &str, version: u64, payload: impl Into<ProductEvent>) -> EventEnvelope<ProductEvent> {
+pub fn product_event(
+    s: &str,
+    version: u64,
+    payload: impl Into<ProductEvent>,
+) -> EventEnvelope<ProductEvent> {
     let mut event = wrap(s, version, payload.into());
     event.correlation_id = s.to_owned();
     event
@@ -149,7 +156,10 @@ pub fn every_order_event() -> Vec<EventEnvelope<OrderEvent>> {
     let payment_id = PaymentId::for_order(&order_id());
     let events: Vec<OrderEvent> = vec![
         placed(&[("SKU-A", 1)]).into(),
-        OrderLineReserved { line_no: line_no(1) }.into(),
+        OrderLineReserved {
+            line_no: line_no(1),
+        }
+        .into(),
         OrderAwaitingPayment {
             total: eur(100),
             card_token: "card-ok".into(),
@@ -219,7 +229,10 @@ pub fn every_stock_event() -> Vec<EventEnvelope<StockEvent>> {
         }
         .into(),
     ];
-    events.into_iter().map(|e| stock_event("SKU-A", e)).collect()
+    events
+        .into_iter()
+        .map(|e| stock_event("SKU-A", e))
+        .collect()
 }
 
 pub fn every_payment_event() -> Vec<EventEnvelope<PaymentEvent>> {

@@ -30,7 +30,9 @@ use streamcart_schemas::topics::{Context, Stream, StreamKind, Topics};
 use tokio_util::sync::CancellationToken;
 
 use super::deadlines::DeadlineTable;
-use super::{CatalogCopy, SagaCommand, react_to_order_event, react_to_payment_event, react_to_stock_event};
+use super::{
+    CatalogCopy, SagaCommand, react_to_order_event, react_to_payment_event, react_to_stock_event,
+};
 use crate::command::kafka::decode_failure;
 
 fn now_millis() -> i64 {
@@ -58,7 +60,11 @@ impl CommandWriter {
         })
     }
 
-    fn record(&self, command: &SagaCommand, trace: &TraceContext) -> Result<OutRecord, HandleError> {
+    fn record(
+        &self,
+        command: &SagaCommand,
+        trace: &TraceContext,
+    ) -> Result<OutRecord, HandleError> {
         let (context, bytes) = match command {
             SagaCommand::Stock(c) => (Context::Inventory, self.encode(c)?),
             SagaCommand::Order(c) => (Context::Orders, self.encode(c)?),
@@ -70,8 +76,14 @@ impl CommandWriter {
             Some(bytes),
         );
         r.headers = vec![
-            (headers::TRACEPARENT.into(), trace.child().to_string().into_bytes()),
-            (headers::CONTENT_TYPE.into(), headers::AVRO_CONTENT_TYPE.as_bytes().to_vec()),
+            (
+                headers::TRACEPARENT.into(),
+                trace.child().to_string().into_bytes(),
+            ),
+            (
+                headers::CONTENT_TYPE.into(),
+                headers::AVRO_CONTENT_TYPE.as_bytes().to_vec(),
+            ),
         ];
         Ok(r)
     }
@@ -114,22 +126,35 @@ impl TxnHandler for ReactionsHandler {
 
     fn on_revoked(&mut self, _partitions: &[(String, i32)]) {}
 
-    fn handle(&mut self, record: &InputRecord<'_>, out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
+    fn handle(
+        &mut self,
+        record: &InputRecord<'_>,
+        out: &mut Vec<OutRecord>,
+    ) -> Result<(), HandleError> {
         let Some(bytes) = record.payload else {
-            return Err(HandleError::permanent("decode.empty", "event record has no value"));
+            return Err(HandleError::permanent(
+                "decode.empty",
+                "event record has no value",
+            ));
         };
         let w = &self.writer;
         let commands = match w.topics.stream_of(record.topic) {
             Some(Stream::Aggregate(Context::Orders, StreamKind::Events)) => {
-                let e = w.rt.block_on(w.codec.decode(bytes)).map_err(decode_failure)?;
+                let e =
+                    w.rt.block_on(w.codec.decode(bytes))
+                        .map_err(decode_failure)?;
                 react_to_order_event(&e)
             }
             Some(Stream::Aggregate(Context::Inventory, StreamKind::Events)) => {
-                let e = w.rt.block_on(w.codec.decode(bytes)).map_err(decode_failure)?;
+                let e =
+                    w.rt.block_on(w.codec.decode(bytes))
+                        .map_err(decode_failure)?;
                 react_to_stock_event(&e)
             }
             Some(Stream::Aggregate(Context::Payments, StreamKind::Events)) => {
-                let e = w.rt.block_on(w.codec.decode(bytes)).map_err(decode_failure)?;
+                let e =
+                    w.rt.block_on(w.codec.decode(bytes))
+                        .map_err(decode_failure)?;
                 react_to_payment_event(&e)
             }
             _ => {
@@ -177,7 +202,12 @@ impl std::fmt::Debug for DeadlinesHandler {
 
 impl DeadlinesHandler {
     /// A handler reading and writing the topics named by `topics`.
-    pub fn new(settings: KafkaSettings, topics: Topics, codec: Arc<Codec>, rt: tokio::runtime::Handle) -> Self {
+    pub fn new(
+        settings: KafkaSettings,
+        topics: Topics,
+        codec: Arc<Codec>,
+        rt: tokio::runtime::Handle,
+    ) -> Self {
         Self {
             writer: CommandWriter { topics, codec, rt },
             settings,
@@ -202,12 +232,18 @@ impl TxnHandler for DeadlinesHandler {
         for (topic, p) in partitions {
             let mut table = DeadlineTable::new();
             read_partition(&self.settings, topic, *p, 0, self.restore_timeout, |m| {
-                let Some(bytes) = m.payload() else { return Ok(()) };
+                let Some(bytes) = m.payload() else {
+                    return Ok(());
+                };
                 let event = self.decode(bytes).map_err(|e| e.to_string())?;
                 table.on_order_event(&event);
                 Ok(())
             })?;
-            tracing::info!(partition = *p, open_deadlines = table.len(), "deadlines restored");
+            tracing::info!(
+                partition = *p,
+                open_deadlines = table.len(),
+                "deadlines restored"
+            );
             self.tables.insert(*p, table);
         }
         Ok(())
@@ -219,9 +255,16 @@ impl TxnHandler for DeadlinesHandler {
         }
     }
 
-    fn handle(&mut self, record: &InputRecord<'_>, _out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
+    fn handle(
+        &mut self,
+        record: &InputRecord<'_>,
+        _out: &mut Vec<OutRecord>,
+    ) -> Result<(), HandleError> {
         let Some(bytes) = record.payload else {
-            return Err(HandleError::permanent("decode.empty", "event record has no value"));
+            return Err(HandleError::permanent(
+                "decode.empty",
+                "event record has no value",
+            ));
         };
         let event = self.decode(bytes)?;
         if let Some(table) = self.tables.get_mut(&record.partition) {
@@ -310,7 +353,9 @@ pub fn follow_catalog(
                     c.apply(&event);
                 }
             }
-            Err(e) => tracing::warn!(offset = m.offset(), error = %e, "undecodable catalog event skipped"),
+            Err(e) => {
+                tracing::warn!(offset = m.offset(), error = %e, "undecodable catalog event skipped")
+            }
         }
     };
     // Catch up first, so the first order is priced from a complete copy.
@@ -325,13 +370,18 @@ pub fn follow_catalog(
     };
     while !caught_up(&consumer) {
         if std::time::Instant::now() > deadline {
-            return Err(RuntimeError::Config("catalog copy did not catch up within 120 s".into()));
+            return Err(RuntimeError::Config(
+                "catalog copy did not catch up within 120 s".into(),
+            ));
         }
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             apply(&m, &catalog);
         }
     }
-    tracing::info!(products = catalog.0.read().map(|c| c.len()).unwrap_or(0), "catalog copy caught up");
+    tracing::info!(
+        products = catalog.0.read().map(|c| c.len()).unwrap_or(0),
+        "catalog copy caught up"
+    );
     let handle = std::thread::Builder::new()
         .name("catalog-copy".into())
         .spawn(move || {

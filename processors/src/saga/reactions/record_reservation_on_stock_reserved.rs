@@ -48,7 +48,9 @@ mod tests {
             NAME,
             0,
             ORDER,
-            OrderCommand::RecordLineReserved(RecordLineReserved { line_no: line_no(2) }),
+            OrderCommand::RecordLineReserved(RecordLineReserved {
+                line_no: line_no(2),
+            }),
         ));
         assert_eq!(react(&event), vec![expected]);
     }

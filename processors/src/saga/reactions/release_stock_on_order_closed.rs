@@ -74,7 +74,10 @@ mod tests {
             reason: CancelReason::PaymentDeclined,
             release: vec![line_ref(1, "SKU-A", 2), line_ref(3, "SKU-C", 1)],
         });
-        assert_eq!(react(&event), expected(&event, &[(1, "SKU-A"), (3, "SKU-C")]));
+        assert_eq!(
+            react(&event),
+            expected(&event, &[(1, "SKU-A"), (3, "SKU-C")])
+        );
     }
 
     #[test]

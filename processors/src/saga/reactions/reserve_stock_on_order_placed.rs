@@ -69,7 +69,10 @@ mod tests {
 
     #[test]
     fn other_events_emit_nothing() {
-        for event in every_order_event().into_iter().filter(|e| e.payload.name() != "OrderPlaced") {
+        for event in every_order_event()
+            .into_iter()
+            .filter(|e| e.payload.name() != "OrderPlaced")
+        {
             assert!(react(&event).is_empty(), "{}", event.payload.name());
         }
     }
