@@ -1,0 +1,20 @@
+//! Benchmarks on the real stack. Each one measures, in the same run, the ceiling it is compared
+//! with (Kafka's own producer performance tool, transactional) and ends with `ratio: X`.
+//!
+//! Run through `scripts/bench NAME`, which builds in release mode and brings the stack up.
+
+mod harness;
+mod saga;
+mod throughput;
+
+fn main() -> anyhow::Result<()> {
+    let name = std::env::args().nth(1).unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match name.as_str() {
+        "command-throughput" => rt.block_on(throughput::run()),
+        "saga" => rt.block_on(saga::run()),
+        other => anyhow::bail!("unknown benchmark {other:?}; known: command-throughput, saga"),
+    }
+}

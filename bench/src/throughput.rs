@@ -1,0 +1,209 @@
+//! `command-throughput`: sustained commands/s through one command processor (stock), against
+//! Kafka's own transactional producer writing the same number of records of the same size; then
+//! the latency from command produced to result visible, at half the measured peak.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::Producer;
+use streamcart_aggregates::inventory::{ReceiveStock, StockCommand};
+use streamcart_schemas::codec::Codec;
+use streamcart_schemas::envelope::CommandEnvelope;
+use streamcart_schemas::topics::{Context, Topics};
+
+use crate::harness::{self, env_num};
+
+struct Prepared {
+    prefix: String,
+    topics: Topics,
+    records: Vec<(String, String, Vec<u8>)>,
+}
+
+async fn prepare(n: usize) -> anyhow::Result<Prepared> {
+    let prefix = harness::prefix("cmd");
+    let topics = Topics::with_prefix(prefix.clone());
+    let ctx = Context::Inventory;
+    harness::create_topics(&[
+        topics.commands(ctx),
+        topics.events(ctx),
+        topics.snapshots(ctx),
+        topics.command_results(),
+        topics.dlq("inventory.stock.processor"),
+    ])
+    .await?;
+    let codec = Codec::new(&harness::registry(), topics.clone())?;
+    let mut records = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = uuid::Uuid::new_v4();
+        let sku = format!("SKU-{:05}", i % 1_000);
+        let envelope = CommandEnvelope {
+            command_id: id,
+            aggregate_id: sku.clone(),
+            expected_version: None,
+            issued_at: 0,
+            correlation_id: id.to_string(),
+            payload: StockCommand::ReceiveStock(ReceiveStock {
+                quantity: 1 + (i % 9) as u32,
+            }),
+        };
+        records.push((id.to_string(), sku, codec.encode(&envelope).await?));
+    }
+    Ok(Prepared {
+        prefix,
+        topics,
+        records,
+    })
+}
+
+fn results_consumer(topics: &Topics) -> anyhow::Result<BaseConsumer> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", harness::bootstrap())
+        .set("group.id", format!("{}bench-reader", topics.prefix()))
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    c.subscribe(&[&topics.command_results()])?;
+    Ok(c)
+}
+
+/// One round: commands already in the topic, then the processor starts; rate from first to last result.
+async fn peak_round(n: usize) -> anyhow::Result<(f64, usize)> {
+    let prepared = prepare(n).await?;
+    let size = prepared.records.iter().map(|r| r.2.len()).sum::<usize>() / n.max(1);
+    let producer = harness::producer()?;
+    let topic = prepared.topics.commands(Context::Inventory);
+    for (_, key, value) in &prepared.records {
+        harness::send(&producer, &topic, key, value);
+    }
+    producer.flush(Duration::from_secs(60))?;
+    let consumer = results_consumer(&prepared.topics)?;
+    let _role = harness::spawn_role(&["process", "stock"], &prepared.prefix, &[])?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut seen = 0usize;
+    let mut first = None;
+    let mut last = Instant::now();
+    while seen < n {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {seen} of {n} results arrived"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            m?;
+            seen += 1;
+            last = Instant::now();
+            first.get_or_insert(last);
+        }
+    }
+    let elapsed = last
+        .duration_since(first.unwrap_or(last))
+        .as_secs_f64()
+        .max(1e-6);
+    Ok(((n - 1) as f64 / elapsed, size))
+}
+
+/// Commands at a steady rate while the processor runs; latency from send to result visible.
+async fn latency_at(rate: f64, seconds: u64) -> anyhow::Result<Vec<f64>> {
+    let n = (rate * seconds as f64) as usize;
+    let prepared = prepare(n).await?;
+    let consumer = results_consumer(&prepared.topics)?;
+    let _role = harness::spawn_role(&["process", "stock"], &prepared.prefix, &[])?;
+    // Let the processor join its group and restore before the clock starts.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let sent: Arc<Mutex<HashMap<String, Instant>>> =
+        Arc::new(Mutex::new(HashMap::with_capacity(n)));
+    let topic = prepared.topics.commands(Context::Inventory);
+    let records = prepared.records;
+    let sent_w = sent.clone();
+    let sender = std::thread::spawn(move || -> anyhow::Result<()> {
+        let producer = harness::producer()?;
+        let start = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        for (i, (id, key, value)) in records.iter().enumerate() {
+            let due = start + interval.mul_f64(i as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if let Ok(mut s) = sent_w.lock() {
+                s.insert(id.clone(), Instant::now());
+            }
+            harness::send(&producer, &topic, key, value);
+        }
+        producer.flush(Duration::from_secs(60))?;
+        Ok(())
+    });
+    let mut latencies = Vec::with_capacity(n);
+    let deadline = Instant::now() + Duration::from_secs(seconds + 120);
+    while latencies.len() < n && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(50)) {
+            let m = m?;
+            let now = Instant::now();
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            if let Some(t) = sent.lock().ok().and_then(|s| s.get(&key).copied()) {
+                latencies.push(now.duration_since(t).as_secs_f64() * 1e3);
+            }
+        }
+    }
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    Ok(latencies)
+}
+
+/// Runs the benchmark and prints its table.
+pub async fn run() -> anyhow::Result<()> {
+    let n: usize = env_num("BENCH_COMMANDS", 30_000);
+    let rounds: usize = env_num("BENCH_ROUNDS", 3);
+    let mut peaks = Vec::new();
+    let mut size = 0;
+    for r in 0..rounds {
+        let (rate, s) = peak_round(n)
+            .await
+            .with_context(|| format!("processor round {r}"))?;
+        println!("processor round {r}: {rate:.0} commands/s");
+        peaks.push(rate);
+        size = s;
+    }
+    let mut ceilings = Vec::new();
+    for r in 0..rounds {
+        let topic = format!("{}perf", harness::prefix("ceiling"));
+        harness::create_topics(std::slice::from_ref(&topic)).await?;
+        let rate =
+            tokio::task::spawn_blocking(move || harness::kafka_producer_perf(&topic, n, size))
+                .await??;
+        println!("ceiling round {r}: {rate:.0} records/s");
+        ceilings.push(rate);
+    }
+    let peak = harness::median(peaks);
+    let ceiling = harness::median(ceilings);
+    let half = (peak / 2.0).max(1.0);
+    let seconds: u64 = env_num("BENCH_LATENCY_SECONDS", 15);
+    let lat = latency_at(half, seconds).await.context("latency phase")?;
+    println!();
+    println!(
+        "command-throughput ({n} commands over 1000 aggregates, {size}-byte records, {rounds} rounds, medians)"
+    );
+    println!("| measure | value |");
+    println!("| --- | --- |");
+    println!("| processor, sustained | {peak:.0} commands/s |");
+    println!(
+        "| ceiling: kafka ProducerPerformance, transactional, same count and size | {ceiling:.0} records/s |"
+    );
+    println!(
+        "| latency produced → result visible at {half:.0} commands/s ({} samples) | p50 {:.1} ms, p99 {:.1} ms |",
+        lat.len(),
+        harness::percentile(&lat, 50.0),
+        harness::percentile(&lat, 99.0)
+    );
+    println!("processor: {peak:.0} commands/s");
+    println!("ceiling: {ceiling:.0} records/s");
+    println!("ratio: {:.3}", peak / ceiling.max(1e-9));
+    Ok(())
+}
