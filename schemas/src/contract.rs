@@ -33,6 +33,8 @@ pub fn full_name(stream: Stream) -> &'static str {
         Stream::Aggregate(Payments, Events) => "streamcart.payments.PaymentEventEnvelope",
         Stream::Aggregate(Payments, Snapshots) => "streamcart.payments.PaymentSnapshot",
         Stream::CommandResults => "streamcart.common.CommandResult",
+        Stream::OrderSummary => "streamcart.orders.OrderSummary",
+        Stream::ProductSummary => "streamcart.catalog.ProductSummary",
     }
 }
 

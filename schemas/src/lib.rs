@@ -10,6 +10,8 @@
 //!   [`WireRecord`] trait that ties each to its stream.
 //! - `mapping`: domain ⇄ Avro `Value` for every command, event and state of the aggregates.
 //! - [`codec`]: [`Codec`] (registry-backed encode/decode) over pure header and body functions.
+//! - [`summary`]: the flat public summary records (`orders.order.summary`,
+//!   `catalog.product.summary`) that Kafka Connect sinks read.
 //! - [`register`]: [`register_all`], which registers every subject with BACKWARD_TRANSITIVE.
 //! - [`error`]: mapping, encode and decode errors; decode errors say retry or dead-letter.
 //! - [`samples`]: one value of every variant, for tests here and in `tests/`.
@@ -21,6 +23,7 @@ pub mod error;
 pub(crate) mod mapping;
 pub mod register;
 pub mod samples;
+pub mod summary;
 pub mod topics;
 
 pub use codec::Codec;

@@ -85,10 +85,14 @@ pub enum Stream {
     Aggregate(Context, StreamKind),
     /// The shared `command.results` topic, key = command id.
     CommandResults,
+    /// `orders.order.summary`: public, flat, compacted order view for sinks, key = order id.
+    OrderSummary,
+    /// `catalog.product.summary`: public, flat, compacted product view for sinks, key = sku.
+    ProductSummary,
 }
 
 impl Stream {
-    /// Every stream that has a schema: 4 contexts × 3 kinds, plus command results.
+    /// Every stream that has a schema: 4 contexts × 3 kinds, command results and the two summaries.
     pub fn all() -> Vec<Stream> {
         let kinds = [
             StreamKind::Commands,
@@ -98,7 +102,7 @@ impl Stream {
         Context::ALL
             .iter()
             .flat_map(|c| kinds.iter().map(move |k| Stream::Aggregate(*c, *k)))
-            .chain(std::iter::once(Stream::CommandResults))
+            .chain([Stream::CommandResults, Stream::OrderSummary, Stream::ProductSummary])
             .collect()
     }
 
@@ -114,6 +118,8 @@ impl Stream {
                 )
             }
             Stream::CommandResults => "command.results".to_owned(),
+            Stream::OrderSummary => "orders.order.summary".to_owned(),
+            Stream::ProductSummary => "catalog.product.summary".to_owned(),
         }
     }
 }
@@ -178,6 +184,16 @@ impl Topics {
         self.topic(Stream::CommandResults)
     }
 
+    /// `orders.order.summary` (compacted, public).
+    pub fn order_summary(&self) -> String {
+        self.topic(Stream::OrderSummary)
+    }
+
+    /// `catalog.product.summary` (compacted, public).
+    pub fn product_summary(&self) -> String {
+        self.topic(Stream::ProductSummary)
+    }
+
     /// `<processor>.dlq`; dead letters keep their original bytes, so they have no schema.
     pub fn dlq(&self, processor: &str) -> String {
         format!("{}{}.dlq", self.prefix, processor)
@@ -231,12 +247,12 @@ mod tests {
     }
 
     #[test]
-    fn thirteen_streams_with_distinct_topics() {
+    fn fifteen_streams_with_distinct_topics() {
         let all = Stream::all();
-        assert_eq!(all.len(), 13);
+        assert_eq!(all.len(), 15);
         let mut names: Vec<String> = all.iter().map(|s| s.base_name()).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), 13);
+        assert_eq!(names.len(), 15);
     }
 }
