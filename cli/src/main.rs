@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use streamcart_kafka_runtime::shutdown;
 use streamcart_schemas::topics::Topics;
 
 use crate::config::Config;
@@ -32,6 +33,8 @@ enum Command {
     },
     /// Runs the order saga: every reaction and the order deadline timer.
     Sagas,
+    /// Runs every processor and the saga in one process, for a single machine.
+    Run,
     /// Schema registry administration.
     Schemas {
         #[command(subcommand)]
@@ -58,6 +61,41 @@ pub enum AggregateKind {
     Payment,
 }
 
+/// Every role in one process: one shutdown token, and the first role to fail stops the rest.
+async fn run_all(cfg: Config) -> anyhow::Result<()> {
+    let token = shutdown::on_signals();
+    let mut roles = tokio::task::JoinSet::new();
+    for kind in [
+        AggregateKind::Product,
+        AggregateKind::Stock,
+        AggregateKind::Order,
+        AggregateKind::Payment,
+    ] {
+        let (cfg, token) = (cfg.clone(), token.clone());
+        roles.spawn(async move {
+            let out = process::run(cfg, kind, token.clone())
+                .await
+                .with_context(|| format!("{kind:?} processor"));
+            token.cancel();
+            out
+        });
+    }
+    let (c, t) = (cfg.clone(), token.clone());
+    roles.spawn(async move {
+        let out = sagas::run(c, t.clone()).await.context("sagas");
+        t.cancel();
+        out
+    });
+    let mut first_error = None;
+    while let Some(joined) = roles.join_next().await {
+        if let Err(e) = joined.context("role task").and_then(|r| r) {
+            tracing::error!(error = %format!("{e:#}"), "role stopped with an error");
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -74,8 +112,11 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     rt.block_on(async move {
         match cli.command {
-            Command::Process { aggregate } => process::run(cfg, aggregate).await,
-            Command::Sagas => sagas::run(cfg).await,
+            Command::Process { aggregate } => {
+                process::run(cfg, aggregate, shutdown::on_signals()).await
+            }
+            Command::Sagas => sagas::run(cfg, shutdown::on_signals()).await,
+            Command::Run => run_all(cfg).await,
             Command::Schemas {
                 action: SchemasAction::Register,
             } => {

@@ -8,7 +8,7 @@ use streamcart_aggregates::orders::PriceBook;
 use streamcart_aggregates::payments::{Payment, PaymentPolicy};
 use streamcart_aggregates::{Product, Stock};
 use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
-use streamcart_kafka_runtime::{shutdown, transactional};
+use streamcart_kafka_runtime::transactional;
 use streamcart_processors::bindings::Bound;
 use streamcart_processors::command::kafka::{CommandHandler, ProcessorTuning};
 use streamcart_processors::command::table::SnapshotPolicy;
@@ -16,26 +16,31 @@ use streamcart_processors::saga::kafka::{SharedCatalog, follow_catalog};
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::{CommandPayload, EventPayload, SnapshotState};
 use streamcart_schemas::topics::{Context, Topics};
+use tokio_util::sync::CancellationToken;
 
 use crate::AggregateKind;
 use crate::config::Config;
 
 /// Runs the processor of `kind` until SIGTERM / SIGINT.
-pub async fn run(cfg: Config, kind: AggregateKind) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    kind: AggregateKind,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     match kind {
-        AggregateKind::Product => run_for::<Product, _>(cfg, |_| Ok(Arc::new(()))).await,
-        AggregateKind::Stock => run_for::<Stock, _>(cfg, |_| Ok(Arc::new(()))).await,
+        AggregateKind::Product => run_for::<Product, _>(cfg, shutdown, |_| Ok(Arc::new(()))).await,
+        AggregateKind::Stock => run_for::<Stock, _>(cfg, shutdown, |_| Ok(Arc::new(()))).await,
         AggregateKind::Payment => {
             let mut policy = PaymentPolicy::approve_all();
             policy.decline_above_minor = cfg.payments.decline_above_minor;
             policy.declined_card_tokens =
                 cfg.payments.declined_card_tokens.iter().cloned().collect();
-            run_for::<Payment, _>(cfg, move |_| Ok(Arc::new(policy))).await
+            run_for::<Payment, _>(cfg, shutdown, move |_| Ok(Arc::new(policy))).await
         }
         AggregateKind::Order => {
             // Orders are priced from the orders context's own copy of the catalog, kept up to
             // date from catalog events and caught up before the first command is handled.
-            run_for::<Order, _>(cfg, |env| {
+            run_for::<Order, _>(cfg, shutdown, |env| {
                 let catalog = SharedCatalog::default();
                 follow_catalog(
                     &env.settings,
@@ -92,7 +97,7 @@ pub fn topic_specs(
     ]
 }
 
-async fn run_for<A, F>(cfg: Config, make_ctx: F) -> anyhow::Result<()>
+async fn run_for<A, F>(cfg: Config, shutdown: CancellationToken, make_ctx: F) -> anyhow::Result<()>
 where
     A: Bound,
     A::Command: CommandPayload + Send,
@@ -102,7 +107,6 @@ where
         + Send
         + 'static,
 {
-    let shutdown = shutdown::on_signals();
     let topics = Topics::with_prefix(cfg.topic_prefix.clone());
     let name = format!("{}.{}.processor", A::CONTEXT.name(), A::NAME);
     let group = format!("{}{}", cfg.topic_prefix, name);

@@ -4,16 +4,16 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
-use streamcart_kafka_runtime::{shutdown, transactional};
+use streamcart_kafka_runtime::transactional;
 use streamcart_processors::saga::kafka::{DeadlinesHandler, ReactionsHandler};
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::topics::{Context, Topics};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
 /// Runs both saga loops until SIGTERM / SIGINT; an error in either stops the process.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let shutdown = shutdown::on_signals();
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let topics = Topics::with_prefix(cfg.topic_prefix.clone());
     let forever = |name: String| TopicSpec {
         name,

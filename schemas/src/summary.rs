@@ -62,10 +62,12 @@ impl WireRecord for OrderSummary {
             reason: f.optional_string("reason")?,
             total_minor: f.long("total_minor")?,
             currency: f.string("currency")?,
-            line_count: i32::try_from(f.long("line_count")?).map_err(|_| MappingError::OutOfRange {
-                record: "OrderSummary",
-                field: "line_count",
-                value: "out of i32".into(),
+            line_count: i32::try_from(f.long("line_count")?).map_err(|_| {
+                MappingError::OutOfRange {
+                    record: "OrderSummary",
+                    field: "line_count",
+                    value: "out of i32".into(),
+                }
             })?,
             placed_at: f.timestamp("placed_at")?,
             updated_at: f.timestamp("updated_at")?,
@@ -148,7 +150,10 @@ mod tests {
         let writer = WriterSchema::local(9, Stream::OrderSummary).expect("schema");
         let bytes = encode_with_id(9, &order).expect("encode");
         let (_, body) = split_header(&bytes).expect("header");
-        assert_eq!(decode_body::<OrderSummary>(&writer, body).expect("decode"), order);
+        assert_eq!(
+            decode_body::<OrderSummary>(&writer, body).expect("decode"),
+            order
+        );
 
         let product = ProductSummary {
             sku: "SKU-1".into(),
@@ -163,6 +168,9 @@ mod tests {
         let writer = WriterSchema::local(10, Stream::ProductSummary).expect("schema");
         let bytes = encode_with_id(10, &product).expect("encode");
         let (_, body) = split_header(&bytes).expect("header");
-        assert_eq!(decode_body::<ProductSummary>(&writer, body).expect("decode"), product);
+        assert_eq!(
+            decode_body::<ProductSummary>(&writer, body).expect("decode"),
+            product
+        );
     }
 }

@@ -102,7 +102,11 @@ impl Stream {
         Context::ALL
             .iter()
             .flat_map(|c| kinds.iter().map(move |k| Stream::Aggregate(*c, *k)))
-            .chain([Stream::CommandResults, Stream::OrderSummary, Stream::ProductSummary])
+            .chain([
+                Stream::CommandResults,
+                Stream::OrderSummary,
+                Stream::ProductSummary,
+            ])
             .collect()
     }
 
