@@ -1,6 +1,7 @@
 //! The `streamcart` binary: one subcommand per role, thin wrappers over the library crates.
 
 mod config;
+mod demo;
 mod process;
 mod sagas;
 
@@ -35,6 +36,8 @@ enum Command {
     Sagas,
     /// Runs every processor and the saga in one process, for a single machine.
     Run,
+    /// Seeds a small catalog, places orders and prints their outcomes (needs `run`).
+    Demo,
     /// Schema registry administration.
     Schemas {
         #[command(subcommand)]
@@ -117,6 +120,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Sagas => sagas::run(cfg, shutdown::on_signals()).await,
             Command::Run => run_all(cfg).await,
+            Command::Demo => demo::run(cfg).await,
             Command::Schemas {
                 action: SchemasAction::Register,
             } => {

@@ -1,0 +1,156 @@
+//! Pure projections: `(current row, event) -> mutations`, no I/O.
+//!
+//! Each projection reads the row as the store holds it and one event envelope, and answers the
+//! writes that bring the read model up to that event. The rules every projection follows:
+//!
+//! - An event whose version is not above the row's version yields nothing, so duplicates,
+//!   redeliveries and replays are harmless before they reach the store.
+//! - Every accepted event yields a full-row upsert carrying the event's version, even when no
+//!   visible field changes, so a reader waiting for "version ≥ n" is released.
+//! - Every [`Mutation`] carries the version it reflects; the store turns it into the write
+//!   timestamp, which is what keeps rows from moving backwards when mutations race.
+//!
+//! [`fold`] applies a run of one aggregate's events on top of a row, which is how a consumer
+//! projects a batch with a single read of the current row.
+
+mod order;
+mod product;
+mod stock;
+
+#[cfg(test)]
+mod testing;
+
+pub use order::{Orders, cancel_reason_code, project_order};
+pub use product::{Products, project_product};
+pub use stock::{Stocks, project_stock};
+
+use streamcart_schemas::EventEnvelope;
+
+use crate::model::{OrderRow, ProductRow, StockRow};
+
+/// One write to the read models, always tagged with the aggregate version it reflects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mutation {
+    /// Writes the product by id and its entry in its category's listing.
+    UpsertProduct(ProductRow),
+    /// Drops a product from a category listing it left.
+    RemoveFromCategory {
+        /// The category it left.
+        category: String,
+        /// The product.
+        sku: String,
+        /// Version of the event that moved it.
+        version: u64,
+    },
+    /// Writes the stock levels of a SKU.
+    UpsertStock(StockRow),
+    /// Writes the order by id and in its customer's listing.
+    UpsertOrder(OrderRow),
+}
+
+impl Mutation {
+    /// The aggregate version this write reflects.
+    pub fn version(&self) -> u64 {
+        match self {
+            Mutation::UpsertProduct(row) => row.version,
+            Mutation::RemoveFromCategory { version, .. } => *version,
+            Mutation::UpsertStock(row) => row.version,
+            Mutation::UpsertOrder(row) => row.version,
+        }
+    }
+
+    /// Key of the aggregate the write belongs to (sku or order id).
+    pub fn aggregate_id(&self) -> &str {
+        match self {
+            Mutation::UpsertProduct(row) => &row.sku,
+            Mutation::RemoveFromCategory { sku, .. } => sku,
+            Mutation::UpsertStock(row) => &row.sku,
+            Mutation::UpsertOrder(row) => &row.order_id,
+        }
+    }
+}
+
+/// A read model built from one aggregate's events.
+pub trait Projection {
+    /// Stable name, also the key of the projection's active generation in the store.
+    const NAME: &'static str;
+    /// The aggregate's event enum.
+    type Event;
+    /// The row one aggregate projects into.
+    type Row: Clone;
+
+    /// The writes that bring `current` up to `event`; empty when the event is not newer.
+    fn project(current: Option<&Self::Row>, event: &EventEnvelope<Self::Event>) -> Vec<Mutation>;
+
+    /// The row an upsert of this projection writes, if `mutation` is one.
+    fn upserted(mutation: &Mutation) -> Option<&Self::Row>;
+}
+
+/// Projects `events` of one aggregate, in order, on top of `current`; returns the resulting row
+/// and every mutation to apply. Events at or below the row's version are skipped.
+pub fn fold<P: Projection>(
+    current: Option<P::Row>,
+    events: &[EventEnvelope<P::Event>],
+) -> (Option<P::Row>, Vec<Mutation>) {
+    let mut row = current;
+    let mut mutations = Vec::new();
+    for event in events {
+        let produced = P::project(row.as_ref(), event);
+        if let Some(next) = produced.iter().rev().find_map(P::upserted) {
+            row = Some(next.clone());
+        }
+        mutations.extend(produced);
+    }
+    (row, mutations)
+}
+
+/// How an event's version relates to the version a row already reflects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// At or below the row's version: already applied, nothing to do.
+    Stale,
+    /// Exactly the next version.
+    Next,
+    /// Newer, but `missing` versions in between were never applied. Versions are gap-free per
+    /// aggregate, so this means the row was read from a store that lost writes, or events are
+    /// consumed out of partition order; projections still apply it (last writer wins) and the
+    /// caller should report it.
+    Gap {
+        /// How many versions were skipped.
+        missing: u64,
+    },
+}
+
+/// Classifies `event_version` against the version of the current row (`None`: no row yet).
+pub fn freshness(current_version: Option<u64>, event_version: u64) -> Freshness {
+    let current = current_version.unwrap_or(0);
+    if event_version <= current {
+        Freshness::Stale
+    } else {
+        match event_version.saturating_sub(current).saturating_sub(1) {
+            0 => Freshness::Next,
+            missing => Freshness::Gap { missing },
+        }
+    }
+}
+
+/// True when `event` is newer than the row; the guard every projection starts with.
+fn is_newer(current_version: Option<u64>, event_version: u64) -> bool {
+    freshness(current_version, event_version) != Freshness::Stale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freshness_classifies_versions() {
+        assert_eq!(freshness(None, 1), Freshness::Next);
+        assert_eq!(freshness(None, 3), Freshness::Gap { missing: 2 });
+        assert_eq!(freshness(Some(3), 3), Freshness::Stale);
+        assert_eq!(freshness(Some(3), 2), Freshness::Stale);
+        assert_eq!(freshness(Some(3), 4), Freshness::Next);
+        assert_eq!(freshness(Some(3), 9), Freshness::Gap { missing: 5 });
+        assert_eq!(freshness(None, 0), Freshness::Stale);
+    }
+}
