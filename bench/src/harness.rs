@@ -121,7 +121,7 @@ pub fn spawn_role(args: &[&str], prefix: &str, extra: &[(&str, &str)]) -> anyhow
         .env("STREAMCART_PARTITIONS", PARTITIONS.to_string())
         .env("STREAMCART_KAFKA_BOOTSTRAP", bootstrap())
         .env("STREAMCART_REGISTRY_URL", registry())
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", env_or("BENCH_ROLE_LOG", "warn"))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     for (k, v) in extra {

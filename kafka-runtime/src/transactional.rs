@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -243,7 +243,7 @@ pub fn run<H: TxnHandler>(
             log: rebalances.clone(),
         })?;
     let deliveries = DeliveryLog::default();
-    let producer: ThreadedProducer<ProduceContext> = settings
+    let producer: BaseProducer<ProduceContext> = settings
         .transactional_producer(&spec.transactional_id)
         .create_with_context(ProduceContext {
             log: deliveries.clone(),
@@ -288,7 +288,7 @@ struct Engine<'a> {
     settings: &'a KafkaSettings,
     spec: &'a LoopSpec,
     consumer: &'a BaseConsumer<LoopContext>,
-    producer: &'a ThreadedProducer<ProduceContext>,
+    producer: &'a BaseProducer<ProduceContext>,
     deliveries: DeliveryLog,
     rebalances: Arc<Mutex<RebalanceLog>>,
     txn_timeout: Duration,
@@ -319,6 +319,8 @@ impl Engine<'_> {
                 tracing::info!(loop_name = %self.spec.name, ?self.stats, "stopped cleanly");
                 return Ok(());
             }
+            // Delivery reports are served here: there is no background producer thread.
+            self.producer.poll(Duration::ZERO);
             let polled = self.consumer.poll(Duration::from_millis(20));
             self.apply_rebalances(handler)?;
             match polled {
@@ -525,10 +527,29 @@ impl Engine<'_> {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    std::thread::sleep(Duration::from_millis(5));
+                    self.producer.poll(Duration::from_millis(5));
                 }
                 Err((e, _)) => return Err(format!("produce to {}: {e}", r.topic)),
             }
+        }
+    }
+
+    /// Waits until every record sent is acknowledged, serving delivery reports as they come.
+    ///
+    /// rdkafka's own `flush` sleeps up to 100 ms between checks, which would cap a loop at about
+    /// ten transactions a second; polling the producer directly returns as soon as the last
+    /// report is in.
+    fn flush(&self) -> Result<(), String> {
+        let deadline = Instant::now() + self.txn_timeout;
+        loop {
+            self.producer.poll(Duration::ZERO);
+            if self.producer.in_flight_count() == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{} records not acknowledged in time", self.producer.in_flight_count()));
+            }
+            self.producer.poll(Duration::from_millis(1));
         }
     }
 
@@ -553,6 +574,8 @@ impl Engine<'_> {
             Ok(()) => {
                 if let Some(b) = self.batch.take() {
                     self.stats.records += b.records as u64;
+                    tracing::debug!(loop_name = %self.spec.name, records = b.records,
+                        open_ms = b.started.elapsed().as_millis() as u64, "batch committed");
                 }
                 self.stats.commits += 1;
                 handler.on_commit();
@@ -568,7 +591,9 @@ impl Engine<'_> {
     }
 
     fn try_commit<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), CommitError> {
-        self.producer.flush(self.txn_timeout).map_err(classify)?;
+        let t0 = Instant::now();
+        self.flush().map_err(CommitError::Abort)?;
+        tracing::trace!(flush_ms = t0.elapsed().as_millis() as u64, "flushed");
         let delivered = self.take_deliveries().map_err(CommitError::Abort)?;
         let mut extra = Vec::new();
         handler
@@ -595,9 +620,15 @@ impl Engine<'_> {
                 .send_offsets_to_transaction(&offsets, &metadata, self.txn_timeout)
                 .map_err(classify)?;
         }
+        let t1 = Instant::now();
         self.producer
             .commit_transaction(self.txn_timeout)
             .map_err(classify)?;
+        tracing::trace!(
+            total_ms = t0.elapsed().as_millis() as u64,
+            commit_ms = t1.elapsed().as_millis() as u64,
+            "transaction committed"
+        );
         self.take_deliveries().map_err(CommitError::Abort)?;
         Ok(())
     }

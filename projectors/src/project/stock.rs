@@ -173,7 +173,10 @@ mod tests {
 
     #[test]
     fn given_stock_when_reserved_then_units_move_from_available_to_reserved() {
-        let got = upserted(project_stock(Some(&row(1, [10, 10, 0, 0])), &reserved(2, 1, 3)));
+        let got = upserted(project_stock(
+            Some(&row(1, [10, 10, 0, 0])),
+            &reserved(2, 1, 3),
+        ));
         assert_eq!(got, row(2, [10, 7, 3, 0]));
     }
 
