@@ -27,6 +27,12 @@ pub struct Config {
     pub processor: ProcessorConfig,
     /// The fake payment gateway's policy.
     pub payments: PaymentsConfig,
+    /// CQL contact points of the read-model store (ScyllaDB; Cassandra locally), comma-separated.
+    pub cassandra_nodes: String,
+    /// Keyspace of the read models.
+    pub keyspace: String,
+    /// Redis URL of the product cache.
+    pub redis_url: String,
 }
 
 /// Command processor tuning.
@@ -61,6 +67,9 @@ impl Default for Config {
             partitions: 8,
             processor: ProcessorConfig::default(),
             payments: PaymentsConfig::default(),
+            cassandra_nodes: "127.0.0.1:9042".into(),
+            keyspace: "streamcart".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
         }
     }
 }
@@ -106,6 +115,15 @@ impl Config {
         }
         if let Some(v) = var("STREAMCART_TOPIC_PREFIX") {
             self.topic_prefix = v;
+        }
+        if let Some(v) = var("STREAMCART_CASSANDRA_NODES") {
+            self.cassandra_nodes = v;
+        }
+        if let Some(v) = var("STREAMCART_KEYSPACE") {
+            self.keyspace = v;
+        }
+        if let Some(v) = var("STREAMCART_REDIS_URL") {
+            self.redis_url = v;
         }
         if let Some(v) = var("STREAMCART_INSTANCE_ID") {
             self.instance_id = v;

@@ -3,6 +3,7 @@
 mod config;
 mod demo;
 mod process;
+mod project;
 mod sagas;
 
 use std::path::PathBuf;
@@ -34,7 +35,17 @@ enum Command {
     },
     /// Runs the order saga: every reaction and the order deadline timer.
     Sagas,
-    /// Runs every processor and the saga in one process, for a single machine.
+    /// Runs the live projector of one read model.
+    Project {
+        /// Read model.
+        name: project::ProjectionKind,
+    },
+    /// Read-model administration.
+    Projector {
+        #[command(subcommand)]
+        action: ProjectorAction,
+    },
+    /// Runs every processor, the saga and every projector in one process, for a single machine.
     Run,
     /// Seeds a small catalog, places orders and prints their outcomes (needs `run`).
     Demo,
@@ -42,6 +53,15 @@ enum Command {
     Schemas {
         #[command(subcommand)]
         action: SchemasAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectorAction {
+    /// Replays a read model from offset zero into fresh tables, then switches readers to them.
+    Rebuild {
+        /// Read model.
+        name: project::ProjectionKind,
     },
 }
 
@@ -89,6 +109,14 @@ async fn run_all(cfg: Config) -> anyhow::Result<()> {
         t.cancel();
         out
     });
+    for kind in project::ProjectionKind::ALL {
+        let (c, t) = (cfg.clone(), token.clone());
+        roles.spawn(async move {
+            let out = project::run(c, kind, t.clone()).await;
+            t.cancel();
+            out
+        });
+    }
     let mut first_error = None;
     while let Some(joined) = roles.join_next().await {
         if let Err(e) = joined.context("role task").and_then(|r| r) {
@@ -119,6 +147,10 @@ fn main() -> anyhow::Result<()> {
                 process::run(cfg, aggregate, shutdown::on_signals()).await
             }
             Command::Sagas => sagas::run(cfg, shutdown::on_signals()).await,
+            Command::Project { name } => project::run(cfg, name, shutdown::on_signals()).await,
+            Command::Projector {
+                action: ProjectorAction::Rebuild { name },
+            } => project::rebuild(cfg, name, shutdown::on_signals()).await,
             Command::Run => run_all(cfg).await,
             Command::Demo => demo::run(cfg).await,
             Command::Schemas {

@@ -26,8 +26,8 @@ impl Default for KafkaSettings {
     fn default() -> Self {
         Self {
             bootstrap_servers: "127.0.0.1:9092".into(),
-            batch_max_records: 500,
-            batch_max_wait_ms: 20,
+            batch_max_records: 2_000,
+            batch_max_wait_ms: 25,
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
         }

@@ -10,6 +10,8 @@
 //! - [`store`]: where mutations land. [`CassandraStore`] applies them to ScyllaDB tables (CQL,
 //!   versioned migrations, generations for rebuilds) and reads them back; [`ProductCache`]
 //!   keeps the Redis product cache in step with a version check done inside Redis.
+//! - [`runner`]: the Kafka loop (consume, project, write, then commit) and rebuilds into a fresh
+//!   generation of the tables.
 //!
 //! Order safety has two layers: projections refuse events at or below the row's version, and
 //! every write carries a timestamp derived from the aggregate version, so even mutations that
@@ -27,6 +29,7 @@
 
 pub mod model;
 pub mod project;
+pub mod runner;
 pub mod store;
 
 pub use model::{OrderLineRow, OrderRow, OrderStatus, ProductRow, StockRow};

@@ -330,7 +330,10 @@ pub fn follow_catalog(
     shutdown: CancellationToken,
 ) -> Result<std::thread::JoinHandle<()>, RuntimeError> {
     let topic = topics.events(Context::Catalog);
-    let consumer: BaseConsumer = settings.restore_consumer().create()?;
+    let mut config = settings.restore_consumer();
+    // This reader follows the topic forever; partition ends are not events for it.
+    config.set("enable.partition.eof", "false");
+    let consumer: BaseConsumer = config.create()?;
     let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
     let partitions: Vec<i32> = metadata
         .topics()

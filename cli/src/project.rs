@@ -1,0 +1,98 @@
+//! `streamcart project <name>` and `streamcart projector rebuild <name>`.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
+use streamcart_projectors::runner::{self, ProjectorDeps, ProjectorOptions};
+use streamcart_projectors::{CacheOptions, CassandraStore, Orders, ProductCache, Products, Projection, Stocks};
+use streamcart_schemas::codec::Codec;
+use streamcart_schemas::topics::{Context, Topics};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// The read models.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProjectionKind {
+    /// Products by id and by category, the Redis product cache, `catalog.product.summary`.
+    Products,
+    /// Stock by sku.
+    Stock,
+    /// Orders by id and by customer, `orders.order.summary`.
+    Orders,
+}
+
+impl ProjectionKind {
+    /// Every projection, for `streamcart run`.
+    pub const ALL: [ProjectionKind; 3] = [ProjectionKind::Products, ProjectionKind::Stock, ProjectionKind::Orders];
+
+    fn name(self) -> &'static str {
+        match self {
+            ProjectionKind::Products => Products::NAME,
+            ProjectionKind::Stock => Stocks::NAME,
+            ProjectionKind::Orders => Orders::NAME,
+        }
+    }
+}
+
+async fn deps(cfg: &Config, with_cache: bool) -> anyhow::Result<ProjectorDeps> {
+    let topics = Topics::with_prefix(cfg.topic_prefix.clone());
+    let forever = |name: String| TopicSpec { name, partitions: cfg.partitions, retention: Retention::Forever };
+    let compacted = |name: String| TopicSpec { name, partitions: cfg.partitions, retention: Retention::Compacted };
+    let mut specs = Vec::new();
+    for ctx in [Context::Catalog, Context::Inventory, Context::Orders] {
+        specs.push(forever(topics.events(ctx)));
+    }
+    specs.push(compacted(topics.order_summary()));
+    specs.push(compacted(topics.product_summary()));
+    for name in ProjectionKind::ALL {
+        specs.push(forever(topics.dlq(&format!("projector.{}", name.name()))));
+    }
+    ensure_topics(&cfg.kafka, &specs).await.context("creating topics")?;
+    let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
+    let store = CassandraStore::connect(&cfg.cassandra_nodes, &cfg.keyspace)
+        .await
+        .context("connecting to the read-model store")?;
+    let active = store.active_generation(Products::NAME).await.ok();
+    tracing::debug!(?active, "store connected");
+    let cache = if with_cache {
+        let options = CacheOptions { prefix: format!("{}streamcart:product:", cfg.topic_prefix), ..CacheOptions::default() };
+        Some(ProductCache::connect(&cfg.redis_url, options).await.context("connecting to Redis")?)
+    } else {
+        None
+    };
+    Ok(ProjectorDeps { settings: cfg.kafka.clone(), topics, codec, store, cache })
+}
+
+/// Runs the live projector `kind` until shutdown.
+pub async fn run(cfg: Config, kind: ProjectionKind, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let deps = deps(&cfg, matches!(kind, ProjectionKind::Products)).await?;
+    let name = kind.name();
+    let store = deps.store.with_generation(deps.store.active_generation(name).await?).await?;
+    let deps = ProjectorDeps { store, ..deps };
+    let options = ProjectorOptions::live(format!("{}projector.{name}", cfg.topic_prefix));
+    tracing::info!(projection = name, "starting");
+    let read = match kind {
+        ProjectionKind::Products => runner::run::<Products>(deps, options, shutdown).await,
+        ProjectionKind::Stock => runner::run::<Stocks>(deps, options, shutdown).await,
+        ProjectionKind::Orders => runner::run::<Orders>(deps, options, shutdown).await,
+    }
+    .with_context(|| format!("projector {name}"))?;
+    tracing::info!(projection = name, events = read, "stopped");
+    Ok(())
+}
+
+/// Rebuilds `kind` into a fresh generation and switches readers to it when caught up.
+pub async fn rebuild(cfg: Config, kind: ProjectionKind, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let deps = deps(&cfg, false).await?;
+    let generation = match kind {
+        ProjectionKind::Products => runner::rebuild::<Products>(deps, &cfg.topic_prefix, shutdown).await,
+        ProjectionKind::Stock => runner::rebuild::<Stocks>(deps, &cfg.topic_prefix, shutdown).await,
+        ProjectionKind::Orders => runner::rebuild::<Orders>(deps, &cfg.topic_prefix, shutdown).await,
+    }
+    .with_context(|| format!("rebuilding {}", kind.name()))?;
+    println!("{} rebuilt into generation {generation}; readers switched", kind.name());
+    Ok(())
+}
