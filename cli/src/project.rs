@@ -6,7 +6,9 @@ use anyhow::Context as _;
 use clap::ValueEnum;
 use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
 use streamcart_projectors::runner::{self, ProjectorDeps, ProjectorOptions};
-use streamcart_projectors::{CacheOptions, CassandraStore, Orders, ProductCache, Products, Projection, Stocks};
+use streamcart_projectors::{
+    CacheOptions, CassandraStore, Orders, ProductCache, Products, Projection, Stocks,
+};
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::topics::{Context, Topics};
 use tokio_util::sync::CancellationToken;
@@ -26,7 +28,11 @@ pub enum ProjectionKind {
 
 impl ProjectionKind {
     /// Every projection, for `streamcart run`.
-    pub const ALL: [ProjectionKind; 3] = [ProjectionKind::Products, ProjectionKind::Stock, ProjectionKind::Orders];
+    pub const ALL: [ProjectionKind; 3] = [
+        ProjectionKind::Products,
+        ProjectionKind::Stock,
+        ProjectionKind::Orders,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -39,8 +45,16 @@ impl ProjectionKind {
 
 async fn deps(cfg: &Config, with_cache: bool) -> anyhow::Result<ProjectorDeps> {
     let topics = Topics::with_prefix(cfg.topic_prefix.clone());
-    let forever = |name: String| TopicSpec { name, partitions: cfg.partitions, retention: Retention::Forever };
-    let compacted = |name: String| TopicSpec { name, partitions: cfg.partitions, retention: Retention::Compacted };
+    let forever = |name: String| TopicSpec {
+        name,
+        partitions: cfg.partitions,
+        retention: Retention::Forever,
+    };
+    let compacted = |name: String| TopicSpec {
+        name,
+        partitions: cfg.partitions,
+        retention: Retention::Compacted,
+    };
     let mut specs = Vec::new();
     for ctx in [Context::Catalog, Context::Inventory, Context::Orders] {
         specs.push(forever(topics.events(ctx)));
@@ -50,7 +64,9 @@ async fn deps(cfg: &Config, with_cache: bool) -> anyhow::Result<ProjectorDeps> {
     for name in ProjectionKind::ALL {
         specs.push(forever(topics.dlq(&format!("projector.{}", name.name()))));
     }
-    ensure_topics(&cfg.kafka, &specs).await.context("creating topics")?;
+    ensure_topics(&cfg.kafka, &specs)
+        .await
+        .context("creating topics")?;
     let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
     let store = CassandraStore::connect(&cfg.cassandra_nodes, &cfg.keyspace)
         .await
@@ -58,19 +74,39 @@ async fn deps(cfg: &Config, with_cache: bool) -> anyhow::Result<ProjectorDeps> {
     let active = store.active_generation(Products::NAME).await.ok();
     tracing::debug!(?active, "store connected");
     let cache = if with_cache {
-        let options = CacheOptions { prefix: format!("{}streamcart:product:", cfg.topic_prefix), ..CacheOptions::default() };
-        Some(ProductCache::connect(&cfg.redis_url, options).await.context("connecting to Redis")?)
+        let options = CacheOptions {
+            prefix: format!("{}streamcart:product:", cfg.topic_prefix),
+            ..CacheOptions::default()
+        };
+        Some(
+            ProductCache::connect(&cfg.redis_url, options)
+                .await
+                .context("connecting to Redis")?,
+        )
     } else {
         None
     };
-    Ok(ProjectorDeps { settings: cfg.kafka.clone(), topics, codec, store, cache })
+    Ok(ProjectorDeps {
+        settings: cfg.kafka.clone(),
+        topics,
+        codec,
+        store,
+        cache,
+    })
 }
 
 /// Runs the live projector `kind` until shutdown.
-pub async fn run(cfg: Config, kind: ProjectionKind, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    kind: ProjectionKind,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let deps = deps(&cfg, matches!(kind, ProjectionKind::Products)).await?;
     let name = kind.name();
-    let store = deps.store.with_generation(deps.store.active_generation(name).await?).await?;
+    let store = deps
+        .store
+        .with_generation(deps.store.active_generation(name).await?)
+        .await?;
     let deps = ProjectorDeps { store, ..deps };
     let options = ProjectorOptions::live(format!("{}projector.{name}", cfg.topic_prefix));
     tracing::info!(projection = name, "starting");
@@ -85,14 +121,25 @@ pub async fn run(cfg: Config, kind: ProjectionKind, shutdown: CancellationToken)
 }
 
 /// Rebuilds `kind` into a fresh generation and switches readers to it when caught up.
-pub async fn rebuild(cfg: Config, kind: ProjectionKind, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn rebuild(
+    cfg: Config,
+    kind: ProjectionKind,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let deps = deps(&cfg, false).await?;
     let generation = match kind {
-        ProjectionKind::Products => runner::rebuild::<Products>(deps, &cfg.topic_prefix, shutdown).await,
+        ProjectionKind::Products => {
+            runner::rebuild::<Products>(deps, &cfg.topic_prefix, shutdown).await
+        }
         ProjectionKind::Stock => runner::rebuild::<Stocks>(deps, &cfg.topic_prefix, shutdown).await,
-        ProjectionKind::Orders => runner::rebuild::<Orders>(deps, &cfg.topic_prefix, shutdown).await,
+        ProjectionKind::Orders => {
+            runner::rebuild::<Orders>(deps, &cfg.topic_prefix, shutdown).await
+        }
     }
     .with_context(|| format!("rebuilding {}", kind.name()))?;
-    println!("{} rebuilt into generation {generation}; readers switched", kind.name());
+    println!(
+        "{} rebuilt into generation {generation}; readers switched",
+        kind.name()
+    );
     Ok(())
 }

@@ -547,7 +547,10 @@ impl Engine<'_> {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("{} records not acknowledged in time", self.producer.in_flight_count()));
+                return Err(format!(
+                    "{} records not acknowledged in time",
+                    self.producer.in_flight_count()
+                ));
             }
             self.producer.poll(Duration::from_millis(1));
         }

@@ -52,7 +52,10 @@ where
     /// Context whose events this projection consumes.
     const CONTEXT: Context;
     /// Reads the row the store holds for `id`.
-    fn load(store: &CassandraStore, id: String) -> impl Future<Output = Result<Option<Self::Row>, StoreError>> + Send;
+    fn load(
+        store: &CassandraStore,
+        id: String,
+    ) -> impl Future<Output = Result<Option<Self::Row>, StoreError>> + Send;
     /// Key and encoded public summary of a row, for the summary topic.
     fn summary(
         codec: &Codec,
@@ -128,7 +131,11 @@ impl ProjectionBinding for Orders {
             updated_at: row.updated_at,
             version: i64::try_from(row.version).unwrap_or(i64::MAX),
         };
-        Some(encode(codec, &summary).await.map(|b| (row.order_id.clone(), b)))
+        Some(
+            encode(codec, &summary)
+                .await
+                .map(|b| (row.order_id.clone(), b)),
+        )
     }
 
     fn summary_topic(topics: &Topics) -> Option<String> {
@@ -207,13 +214,19 @@ pub struct ProjectorDeps {
 
 impl std::fmt::Debug for ProjectorDeps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProjectorDeps").field("topics", &self.topics).finish_non_exhaustive()
+        f.debug_struct("ProjectorDeps")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
     }
 }
 
 /// Runs projection `P` until `shutdown` (or, for a rebuild, until caught up). Returns the number
 /// of events read.
-pub async fn run<P>(deps: ProjectorDeps, options: ProjectorOptions, shutdown: CancellationToken) -> Result<u64, ProjectorError>
+pub async fn run<P>(
+    deps: ProjectorDeps,
+    options: ProjectorOptions,
+    shutdown: CancellationToken,
+) -> Result<u64, ProjectorError>
 where
     P: ProjectionBinding,
     P::Event: EventPayload + Send + Sync,
@@ -224,11 +237,16 @@ where
     let rebalanced = Arc::new(AtomicBool::new(false));
     let mut cfg = deps.settings.transactional_consumer(&options.group_id);
     cfg.set("partition.assignment.strategy", "cooperative-sticky");
-    let consumer: StreamConsumer<RebalanceFlag> = cfg.create_with_context(RebalanceFlag(rebalanced.clone()))?;
+    let consumer: StreamConsumer<RebalanceFlag> =
+        cfg.create_with_context(RebalanceFlag(rebalanced.clone()))?;
     consumer.subscribe(&[&topic])?;
     let producer: FutureProducer = deps.settings.producer().create()?;
     let dlq = deps.topics.dlq(&format!("projector.{}", P::NAME));
-    let ends = if options.stop_when_caught_up { end_offsets(&consumer, &topic)? } else { BTreeMap::new() };
+    let ends = if options.stop_when_caught_up {
+        end_offsets(&consumer, &topic)?
+    } else {
+        BTreeMap::new()
+    };
 
     let mut base = deps.store.clone();
     let mut targets = vec![deps.store.clone()];
@@ -236,26 +254,34 @@ where
     let mut rows: HashMap<String, P::Row> = HashMap::new();
     let mut pending_cache: Vec<Mutation> = Vec::new();
     let mut read = 0u64;
-    let mut done: BTreeMap<i32, i64> = BTreeMap::new();
 
     loop {
         if options.follow_generations && last_generation_check.elapsed() > Duration::from_secs(2) {
             last_generation_check = Instant::now();
             if let Some((b, t)) = generations(&deps.store, P::NAME, base.generation()).await? {
-                tracing::info!(projection = P::NAME, from = base.generation(), to = b.generation(), "following generation change");
+                tracing::info!(
+                    projection = P::NAME,
+                    from = base.generation(),
+                    to = b.generation(),
+                    "following generation change"
+                );
                 base = b;
                 targets = t;
                 rows.clear();
             }
         }
-        if options.stop_when_caught_up && caught_up(&ends, &done) {
+        if options.stop_when_caught_up && caught_up(&ends, &consumer, &topic) {
             return Ok(read);
         }
         // Collect a batch.
         let mut batch = Vec::new();
         let deadline = tokio::time::Instant::now() + options.batch_wait;
         while batch.len() < options.batch_max {
-            let wait = if batch.is_empty() { Duration::from_millis(200) } else { deadline.saturating_duration_since(tokio::time::Instant::now()) };
+            let wait = if batch.is_empty() {
+                Duration::from_millis(200)
+            } else {
+                deadline.saturating_duration_since(tokio::time::Instant::now())
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = tokio::time::timeout(wait, consumer.recv()) => match r {
@@ -289,7 +315,10 @@ where
                 }
             };
             match decoded {
-                Ok(e) => by_aggregate.entry(e.aggregate_id.clone()).or_default().push(e),
+                Ok(e) => by_aggregate
+                    .entry(e.aggregate_id.clone())
+                    .or_default()
+                    .push(e),
                 Err(e) if e.is_transient() => {
                     // Registry unreachable: retry the whole batch from its first offsets.
                     tracing::warn!(error = %e, "transient decode failure; retrying");
@@ -330,7 +359,12 @@ where
         if options.update_cache
             && let Some(cache) = &deps.cache
         {
-            pending_cache.extend(mutations.iter().filter(|m| matches!(m, Mutation::UpsertProduct(_))).cloned());
+            pending_cache.extend(
+                mutations
+                    .iter()
+                    .filter(|m| matches!(m, Mutation::UpsertProduct(_)))
+                    .cloned(),
+            );
             if !pending_cache.is_empty() {
                 match cache.apply(&pending_cache).await {
                     Ok(()) => pending_cache.clear(),
@@ -352,7 +386,10 @@ where
                 }
             }
             for (key, bytes) in &sends {
-                let record = FutureRecord::to(&summary_topic).key(key).payload(bytes).headers(content_type());
+                let record = FutureRecord::to(&summary_topic)
+                    .key(key)
+                    .payload(bytes)
+                    .headers(content_type());
                 if let Err((e, _)) = producer.send(record, Duration::from_secs(30)).await {
                     return Err(ProjectorError::Kafka(e));
                 }
@@ -363,7 +400,6 @@ where
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &next {
             tpl.add_partition_offset(&topic, *p, Offset::Offset(*o))?;
-            done.insert(*p, *o);
         }
         consumer.commit(&tpl, CommitMode::Async)?;
     }
@@ -380,15 +416,36 @@ fn log_cache_failure(e: &CacheError, pending: usize) {
     tracing::warn!(error = %e, pending, "product cache refresh failed; will retry");
 }
 
-async fn dead_letter(producer: &FutureProducer, dlq: &str, m: &rdkafka::message::OwnedMessage, kind: &str, reason: &str) {
+async fn dead_letter(
+    producer: &FutureProducer,
+    dlq: &str,
+    m: &rdkafka::message::OwnedMessage,
+    kind: &str,
+    reason: &str,
+) {
     let partition = m.partition().to_string();
     let offset = m.offset().to_string();
     let hs = OwnedHeaders::new()
-        .insert(Header { key: headers::DLQ_KIND, value: Some(kind) })
-        .insert(Header { key: headers::DLQ_REASON, value: Some(reason) })
-        .insert(Header { key: headers::DLQ_SOURCE_TOPIC, value: Some(m.topic()) })
-        .insert(Header { key: headers::DLQ_SOURCE_PARTITION, value: Some(&partition) })
-        .insert(Header { key: headers::DLQ_SOURCE_OFFSET, value: Some(&offset) });
+        .insert(Header {
+            key: headers::DLQ_KIND,
+            value: Some(kind),
+        })
+        .insert(Header {
+            key: headers::DLQ_REASON,
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: headers::DLQ_SOURCE_TOPIC,
+            value: Some(m.topic()),
+        })
+        .insert(Header {
+            key: headers::DLQ_SOURCE_PARTITION,
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: headers::DLQ_SOURCE_OFFSET,
+            value: Some(&offset),
+        });
     let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq).headers(hs);
     if let Some(k) = m.key() {
         record = record.key(k);
@@ -402,10 +459,15 @@ async fn dead_letter(producer: &FutureProducer, dlq: &str, m: &rdkafka::message:
     }
 }
 
-fn rewind(consumer: &StreamConsumer<RebalanceFlag>, batch: &[rdkafka::message::OwnedMessage]) -> Result<(), ProjectorError> {
+fn rewind(
+    consumer: &StreamConsumer<RebalanceFlag>,
+    batch: &[rdkafka::message::OwnedMessage],
+) -> Result<(), ProjectorError> {
     let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for m in batch {
-        first.entry((m.topic().to_owned(), m.partition())).or_insert(m.offset());
+        first
+            .entry((m.topic().to_owned(), m.partition()))
+            .or_insert(m.offset());
     }
     for ((t, p), o) in first {
         consumer.seek(&t, p, Offset::Offset(o), Duration::from_secs(10))?;
@@ -414,7 +476,10 @@ fn rewind(consumer: &StreamConsumer<RebalanceFlag>, batch: &[rdkafka::message::O
 }
 
 /// Retries a store call while its error is transient (node down, timeouts), until shutdown.
-async fn retry_store<T, F, Fut>(shutdown: &CancellationToken, mut call: F) -> Result<T, ProjectorError>
+async fn retry_store<T, F, Fut>(
+    shutdown: &CancellationToken,
+    mut call: F,
+) -> Result<T, ProjectorError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
@@ -441,7 +506,11 @@ async fn generations(
 ) -> Result<Option<(CassandraStore, Vec<CassandraStore>)>, ProjectorError> {
     let active = store.active_generation(name).await?;
     let building = store.active_generation(&building_marker(name)).await?;
-    let base = if active != current_base { store.with_generation(active).await? } else { store.with_generation(current_base).await? };
+    let base = if active != current_base {
+        store.with_generation(active).await?
+    } else {
+        store.with_generation(current_base).await?
+    };
     let mut targets = vec![base.clone()];
     if building > active {
         targets.push(store.with_generation(building).await?);
@@ -452,7 +521,10 @@ async fn generations(
     Ok(Some((base, targets)))
 }
 
-fn end_offsets(consumer: &StreamConsumer<RebalanceFlag>, topic: &str) -> Result<BTreeMap<i32, i64>, ProjectorError> {
+fn end_offsets(
+    consumer: &StreamConsumer<RebalanceFlag>,
+    topic: &str,
+) -> Result<BTreeMap<i32, i64>, ProjectorError> {
     let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut ends = BTreeMap::new();
     for t in meta.topics() {
@@ -464,13 +536,33 @@ fn end_offsets(consumer: &StreamConsumer<RebalanceFlag>, topic: &str) -> Result<
     Ok(ends)
 }
 
-fn caught_up(ends: &BTreeMap<i32, i64>, done: &BTreeMap<i32, i64>) -> bool {
-    ends.iter().all(|(p, high)| *high == 0 || done.get(p).is_some_and(|o| o >= high))
+/// True once the consumer's position passed the end each partition had at start. Positions,
+/// not the offsets of handled records: the last offset of a partition is often a transaction
+/// marker, which is never delivered.
+fn caught_up(
+    ends: &BTreeMap<i32, i64>,
+    consumer: &StreamConsumer<RebalanceFlag>,
+    topic: &str,
+) -> bool {
+    let Ok(positions) = consumer.position() else {
+        return false;
+    };
+    ends.iter().all(|(p, high)| {
+        *high == 0
+            || matches!(
+                positions.find_partition(topic, *p).map(|e| e.offset()),
+                Some(Offset::Offset(o)) if o >= *high
+            )
+    })
 }
 
 /// Rebuilds projection `P` into the next generation and switches readers to it once caught up.
 /// The live projector writes every new change into the generation being built meanwhile.
-pub async fn rebuild<P>(deps: ProjectorDeps, group_prefix: &str, shutdown: CancellationToken) -> Result<u32, ProjectorError>
+pub async fn rebuild<P>(
+    deps: ProjectorDeps,
+    group_prefix: &str,
+    shutdown: CancellationToken,
+) -> Result<u32, ProjectorError>
 where
     P: ProjectionBinding,
     P::Event: EventPayload + Send + Sync,
@@ -478,7 +570,10 @@ where
     EventEnvelope<P::Event>: WireRecord,
 {
     let active = deps.store.active_generation(P::NAME).await?;
-    let building = deps.store.active_generation(&building_marker(P::NAME)).await?;
+    let building = deps
+        .store
+        .active_generation(&building_marker(P::NAME))
+        .await?;
     let next = active.max(building) + 1;
     let fresh = deps.store.with_generation(next).await?;
     fresh.activate(&building_marker(P::NAME), next).await?;
@@ -493,11 +588,26 @@ where
         follow_generations: false,
         ..ProjectorOptions::live(String::new())
     };
-    let read = run::<P>(ProjectorDeps { store: fresh.clone(), ..deps }, options, shutdown.clone()).await?;
+    let read = run::<P>(
+        ProjectorDeps {
+            store: fresh.clone(),
+            ..deps
+        },
+        options,
+        shutdown.clone(),
+    )
+    .await?;
     if shutdown.is_cancelled() {
-        return Err(ProjectorError::Invalid("rebuild interrupted before it caught up".into()));
+        return Err(ProjectorError::Invalid(
+            "rebuild interrupted before it caught up".into(),
+        ));
     }
     fresh.activate(P::NAME, next).await?;
-    tracing::info!(projection = P::NAME, generation = next, events = read, "rebuild caught up; readers switched");
+    tracing::info!(
+        projection = P::NAME,
+        generation = next,
+        events = read,
+        "rebuild caught up; readers switched"
+    );
     Ok(next)
 }
