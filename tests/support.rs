@@ -193,3 +193,5 @@ pub fn spawn_streamcart(args: &[&str], env: &[(&str, String)], log_name: &str) -
     }
     Child(cmd.spawn().expect("spawn streamcart"))
 }
+
+pub mod read_models;

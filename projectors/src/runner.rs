@@ -250,6 +250,7 @@ where
 
     let mut base = deps.store.clone();
     let mut targets = vec![deps.store.clone()];
+    let mut seen_generations = (deps.store.generation(), None);
     let mut last_generation_check = Instant::now() - Duration::from_secs(60);
     let mut rows: HashMap<String, P::Row> = HashMap::new();
     let mut pending_cache: Vec<Mutation> = Vec::new();
@@ -258,16 +259,25 @@ where
     loop {
         if options.follow_generations && last_generation_check.elapsed() > Duration::from_secs(2) {
             last_generation_check = Instant::now();
-            if let Some((b, t)) = generations(&deps.store, P::NAME, base.generation()).await? {
-                tracing::info!(
-                    projection = P::NAME,
-                    from = base.generation(),
-                    to = b.generation(),
-                    "following generation change"
-                );
-                base = b;
-                targets = t;
-                rows.clear();
+            match generations(&deps.store, P::NAME, seen_generations).await {
+                Ok(Some((b, t, seen))) => {
+                    tracing::info!(
+                        projection = P::NAME,
+                        from = base.generation(),
+                        to = b.generation(),
+                        "following generation change"
+                    );
+                    base = b;
+                    targets = t;
+                    seen_generations = seen;
+                    rows.clear();
+                }
+                Ok(None) => {}
+                // The store being away is waited out by the writes below; check again later.
+                Err(ProjectorError::Store(e)) if e.is_transient() => {
+                    tracing::warn!(error = %e, "cannot check generations now");
+                }
+                Err(e) => return Err(e),
             }
         }
         if options.stop_when_caught_up && caught_up(&ends, &consumer, &topic) {
@@ -498,27 +508,25 @@ where
     }
 }
 
-/// Stores to read from and write to when the active or building generation moved.
+/// Stores to read from and write to when the active or building generation moved; `None` when
+/// nothing changed since the last check.
 async fn generations(
     store: &CassandraStore,
     name: &str,
-    current_base: u32,
-) -> Result<Option<(CassandraStore, Vec<CassandraStore>)>, ProjectorError> {
+    current: (u32, Option<u32>),
+) -> Result<Option<(CassandraStore, Vec<CassandraStore>, (u32, Option<u32>))>, ProjectorError> {
     let active = store.active_generation(name).await?;
     let building = store.active_generation(&building_marker(name)).await?;
-    let base = if active != current_base {
-        store.with_generation(active).await?
-    } else {
-        store.with_generation(current_base).await?
-    };
-    let mut targets = vec![base.clone()];
-    if building > active {
-        targets.push(store.with_generation(building).await?);
-    }
-    if active == current_base && targets.len() == 1 {
+    let seen = (active, (building > active).then_some(building));
+    if seen == current {
         return Ok(None);
     }
-    Ok(Some((base, targets)))
+    let base = store.with_generation(active).await?;
+    let mut targets = vec![base.clone()];
+    if let Some(b) = seen.1 {
+        targets.push(store.with_generation(b).await?);
+    }
+    Ok(Some((base, targets, seen)))
 }
 
 fn end_offsets(

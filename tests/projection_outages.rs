@@ -1,0 +1,193 @@
+//! Read models through outages of their stores, on the real stack. This file stops and restarts
+//! shared servers, so `scripts/test` runs it alone, after the tests that run side by side.
+//!
+//! - Cassandra stopped for 30 s while orders flow: the projectors wait, retry and catch up with
+//!   nothing lost.
+//! - Redis stopped, then started empty: ScyllaDB keeps being written meanwhile; afterwards the
+//!   cache is refilled by later events and never holds a version older than ScyllaDB's.
+
+use std::time::Duration;
+
+use rdkafka::producer::Producer;
+use streamcart_aggregates::catalog::{ChangePrice, CreateProduct, ProductCommand};
+use streamcart_aggregates::inventory::{ReceiveStock, StockCommand};
+use streamcart_aggregates::orders::{OrderCommand, OrderLineRequest, PlaceOrder};
+use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku};
+use streamcart_projectors::{CacheOptions, CassandraStore, ProductCache};
+use streamcart_schemas::topics::Context;
+use streamcart_tests as support;
+use streamcart_tests::read_models::{World, now_ms, wait_equal};
+use uuid::Uuid;
+
+fn stack(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack");
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .status()
+        .expect("scripts/stack");
+    assert!(status.success(), "scripts/stack {args:?} failed");
+}
+
+async fn place_orders(world: &World, customer: &CustomerId, skus: &[&str], n: usize) {
+    for i in 0..n {
+        let order = OrderId::new(Uuid::new_v4().to_string()).expect("order");
+        let place = PlaceOrder {
+            order_id: order.clone(),
+            customer_id: customer.clone(),
+            lines: vec![OrderLineRequest {
+                sku: Sku::new(skus[i % skus.len()]).expect("sku"),
+                quantity: 1,
+            }],
+            card_token: "card-ok".into(),
+            deadline_at: now_ms() + 600_000,
+            placed_at: now_ms(),
+        };
+        world
+            .send(
+                Context::Orders,
+                order.as_str(),
+                OrderCommand::PlaceOrder(place),
+            )
+            .await;
+    }
+    world
+        .producer
+        .flush(Duration::from_secs(30))
+        .expect("flush");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn projectors_ride_out_cassandra_and_redis_outages() {
+    let world = World::new("outage").await;
+    let _system: Vec<support::Child> = [
+        vec!["process", "product"],
+        vec!["process", "stock"],
+        vec!["process", "order"],
+        vec!["process", "payment"],
+        vec!["sagas"],
+        vec!["project", "products"],
+        vec!["project", "stock"],
+        vec!["project", "orders"],
+    ]
+    .iter()
+    .map(|a| world.spawn(a, &a.join("-")))
+    .collect();
+
+    let skus = ["O-1", "O-2"];
+    for sku in skus {
+        let create = CreateProduct {
+            sku: sku.into(),
+            name: format!("Product {sku}"),
+            category: "outage".into(),
+            price: Money::new(700, "EUR").expect("money"),
+        };
+        world
+            .send(Context::Catalog, sku, ProductCommand::CreateProduct(create))
+            .await;
+        world
+            .send(
+                Context::Inventory,
+                sku,
+                StockCommand::ReceiveStock(ReceiveStock { quantity: 1_000 }),
+            )
+            .await;
+    }
+    world
+        .producer
+        .flush(Duration::from_secs(30))
+        .expect("flush");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let customer = CustomerId::new(Uuid::new_v4().to_string()).expect("customer");
+    place_orders(&world, &customer, &skus, 40).await;
+    let store = CassandraStore::connect(&support::cassandra_node(), &world.keyspace)
+        .await
+        .expect("store");
+    wait_equal(&store, &world, "before the outage").await;
+
+    // Cassandra goes away for 30 s while orders keep flowing.
+    tokio::task::block_in_place(|| stack(&["stop", "cassandra"]));
+    for _ in 0..6 {
+        place_orders(&world, &customer, &skus, 10).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    tokio::task::block_in_place(|| stack(&["start", "cassandra"]));
+    let store = CassandraStore::connect(&support::cassandra_node(), &world.keyspace)
+        .await
+        .expect("store after restart");
+    let x = wait_equal(&store, &world, "after Cassandra came back").await;
+    assert_eq!(
+        x.orders.len(),
+        100,
+        "every order placed during the outage is in the read model"
+    );
+
+    // Redis goes away; prices change meanwhile; Redis comes back empty.
+    let cache = ProductCache::connect(
+        &support::redis_url(),
+        CacheOptions {
+            prefix: format!("{}streamcart:product:", world.prefix),
+            ..CacheOptions::default()
+        },
+    )
+    .await
+    .expect("cache");
+    tokio::task::block_in_place(|| stack(&["stop", "redis"]));
+    world
+        .send(
+            Context::Catalog,
+            "O-1",
+            ProductCommand::ChangePrice(ChangePrice {
+                price: Money::new(800, "EUR").expect("money"),
+            }),
+        )
+        .await;
+    world
+        .producer
+        .flush(Duration::from_secs(30))
+        .expect("flush");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::task::block_in_place(|| stack(&["start", "redis"]));
+    wait_equal(
+        &store,
+        &world,
+        "after the price change during the Redis outage",
+    )
+    .await;
+    // A later event refills the entry; at no point is an older version than ScyllaDB's cached.
+    world
+        .send(
+            Context::Catalog,
+            "O-2",
+            ProductCommand::ChangePrice(ChangePrice {
+                price: Money::new(900, "EUR").expect("money"),
+            }),
+        )
+        .await;
+    world
+        .producer
+        .flush(Duration::from_secs(30))
+        .expect("flush");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let stored = store.product("O-2").await.expect("read").expect("O-2");
+        let cached = cache.get("O-2").await.ok().flatten();
+        if cached.as_ref().is_some_and(|c| c == &stored) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "O-2 not refilled: {cached:?} vs {stored:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for sku in skus {
+        let stored = store.product(sku).await.expect("read").expect("stored");
+        if let Some(cached) = cache.get(sku).await.expect("cache get") {
+            assert!(
+                cached.version >= stored.version,
+                "{sku}: cache older than ScyllaDB"
+            );
+        }
+    }
+}
