@@ -4,6 +4,7 @@
 //! Run through `scripts/bench NAME`, which builds in release mode and brings the stack up.
 
 mod harness;
+mod lag;
 mod saga;
 mod throughput;
 
@@ -15,6 +16,7 @@ fn main() -> anyhow::Result<()> {
     match name.as_str() {
         "command-throughput" => rt.block_on(throughput::run()),
         "saga" => rt.block_on(saga::run()),
-        other => anyhow::bail!("unknown benchmark {other:?}; known: command-throughput, saga"),
+        "projection-lag" => rt.block_on(lag::run()),
+        other => anyhow::bail!("unknown benchmark {other:?}; known: command-throughput, saga, projection-lag"),
     }
 }

@@ -1,0 +1,194 @@
+//! `projection-lag`: time from a product event being committed (visible to a `read_committed`
+//! consumer) to the product row at that version being readable in ScyllaDB and in Redis, at a
+//! steady event rate. The ceiling: Kafka's own end-to-end latency tool (produce → consume, one
+//! record at a time), the floor any projection lag stands on.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::Producer;
+use streamcart_aggregates::catalog::{ChangePrice, CreateProduct, ProductCommand, ProductEvent};
+use streamcart_aggregates::values::Money;
+use streamcart_projectors::{CacheOptions, CassandraStore, ProductCache};
+use streamcart_schemas::codec::Codec;
+use streamcart_schemas::envelope::{CommandEnvelope, EventEnvelope};
+use streamcart_schemas::topics::{Context, Topics};
+
+use crate::harness::{self, env_num, env_or};
+
+const SKUS: usize = 100;
+
+type Seen = Arc<Mutex<HashMap<(String, u64), Instant>>>;
+
+async fn command(codec: &Codec, sku: &str, payload: ProductCommand) -> anyhow::Result<Vec<u8>> {
+    let id = uuid::Uuid::new_v4();
+    let envelope = CommandEnvelope {
+        command_id: id,
+        aggregate_id: sku.to_owned(),
+        expected_version: None,
+        issued_at: 0,
+        correlation_id: id.to_string(),
+        payload,
+    };
+    Ok(codec.encode(&envelope).await?)
+}
+
+fn kafka_end_to_end(topic: &str, records: usize) -> anyhow::Result<(f64, f64)> {
+    let java = env_or("STREAMCART_JAVA17", "java");
+    let cp = std::env::var("STREAMCART_KAFKA_TOOLS_CP").context("STREAMCART_KAFKA_TOOLS_CP (from scripts/stack env)")?;
+    let out = Command::new(java)
+        .args(["-Xmx256m", "-cp", &cp, "org.apache.kafka.tools.EndToEndLatency"])
+        .args([&harness::bootstrap(), topic, &records.to_string(), "all", "200"])
+        .output()
+        .context("running EndToEndLatency")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Percentiles"))
+        .with_context(|| format!("no percentiles in EndToEndLatency output: {text}"))?;
+    // "Percentiles: 50th = 1, 99th = 3, 99.9th = 7"
+    let value = |label: &str| -> Option<f64> {
+        line.split(',').find(|p| p.contains(label))?.split('=').nth(1)?.trim().parse().ok()
+    };
+    Ok((value("50th").unwrap_or(0.0), value(" 99th").unwrap_or(0.0)))
+}
+
+/// Runs the benchmark and prints its table.
+pub async fn run() -> anyhow::Result<()> {
+    let rate: f64 = env_num("BENCH_LAG_RATE", 200.0);
+    let seconds: u64 = env_num("BENCH_LATENCY_SECONDS", 15);
+    let prefix = harness::prefix("lag");
+    let keyspace = prefix.trim_end_matches('.').to_owned();
+    let topics = Topics::with_prefix(prefix.clone());
+    let ctx = Context::Catalog;
+    harness::create_topics(&[topics.commands(ctx), topics.events(ctx), topics.snapshots(ctx), topics.command_results()]).await?;
+    let codec = Codec::new(&harness::registry(), topics.clone())?;
+    let nodes = env_or("STREAMCART_CASSANDRA_NODES", "127.0.0.1:9042");
+    let redis = env_or("STREAMCART_REDIS_URL", "redis://127.0.0.1:6379");
+    let extra = [("STREAMCART_KEYSPACE", keyspace.as_str()), ("STREAMCART_CASSANDRA_NODES", nodes.as_str()), ("STREAMCART_REDIS_URL", redis.as_str())];
+    let _processor = harness::spawn_role(&["process", "product"], &prefix, &extra)?;
+    let _projector = harness::spawn_role(&["project", "products"], &prefix, &extra)?;
+
+    // When each (sku, version) became visible to committed readers.
+    let seen: Seen = Arc::new(Mutex::new(HashMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        let topic = topics.events(ctx);
+        let codec = Codec::new(&harness::registry(), topics.clone())?;
+        let rt = tokio::runtime::Handle::current();
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let c: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", harness::bootstrap())
+                .set("group.id", format!("{topic}-lag-watch"))
+                .set("isolation.level", "read_committed")
+                .set("auto.offset.reset", "earliest")
+                .set("fetch.wait.max.ms", "5")
+                .create()?;
+            c.subscribe(&[&topic])?;
+            while !stop.load(Ordering::Relaxed) {
+                let Some(Ok(m)) = c.poll(Duration::from_millis(50)) else { continue };
+                let now = Instant::now();
+                let e: EventEnvelope<ProductEvent> = rt.block_on(codec.decode(m.payload().unwrap_or_default()))?;
+                if let Ok(mut s) = seen.lock() {
+                    s.insert((e.aggregate_id, e.version), now);
+                }
+            }
+            Ok(())
+        })
+    };
+
+    let producer = harness::producer()?;
+    let commands = topics.commands(ctx);
+    for i in 0..SKUS {
+        let sku = format!("LAG-{i:03}");
+        let create = CreateProduct { sku: sku.clone(), name: format!("Lag {i}"), category: "lag".into(), price: Money::new(100, "EUR")? };
+        harness::send(&producer, &commands, &sku, &command(&codec, &sku, ProductCommand::CreateProduct(create)).await?);
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let store = CassandraStore::connect(&nodes, &keyspace).await?;
+    let cache = ProductCache::connect(&redis, CacheOptions { prefix: format!("{prefix}streamcart:product:"), ..CacheOptions::default() }).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while store.product(&format!("LAG-{:03}", SKUS - 1)).await.ok().flatten().is_none() {
+        anyhow::ensure!(Instant::now() < deadline, "products never reached the read model");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Steady price changes; every 10th is followed to ScyllaDB and Redis.
+    let total = (rate * seconds as f64) as usize;
+    let mut versions = vec![1u64; SKUS];
+    let mut probes = tokio::task::JoinSet::new();
+    let start = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    for i in 0..total {
+        if let Some(wait) = (start + interval.mul_f64(i as f64)).checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let n = i % SKUS;
+        let sku = format!("LAG-{n:03}");
+        let price = Money::new(100 + (i as i64 % 1_000), "EUR")?;
+        harness::send(&producer, &commands, &sku, &command(&codec, &sku, ProductCommand::ChangePrice(ChangePrice { price })).await?);
+        versions[n] += 1;
+        if i % 10 == 0 {
+            let (seen, store, cache, version) = (seen.clone(), store.clone(), cache.clone(), versions[n]);
+            probes.spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let committed = loop {
+                    if let Some(t) = seen.lock().ok().and_then(|s| s.get(&(sku.clone(), version)).copied()) {
+                        break t;
+                    }
+                    if Instant::now() > deadline {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                };
+                let (mut scylla, mut redis) = (None, None);
+                while (scylla.is_none() || redis.is_none()) && Instant::now() < deadline {
+                    if scylla.is_none() && store.product(&sku).await.ok().flatten().is_some_and(|r| r.version >= version) {
+                        scylla = Some(committed.elapsed().as_secs_f64() * 1e3);
+                    }
+                    if redis.is_none() && cache.get(&sku).await.ok().flatten().is_some_and(|r| r.version >= version) {
+                        redis = Some(committed.elapsed().as_secs_f64() * 1e3);
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Some((scylla?, redis?))
+            });
+        }
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let (mut scylla, mut redis) = (Vec::new(), Vec::new());
+    while let Some(r) = probes.join_next().await {
+        if let Ok(Some((s, r))) = r {
+            scylla.push(s);
+            redis.push(r);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().map_err(|_| anyhow::anyhow!("watcher panicked"))??;
+    scylla.sort_by(|a, b| a.total_cmp(b));
+    redis.sort_by(|a, b| a.total_cmp(b));
+
+    let topic = format!("{}e2e", harness::prefix("ceiling"));
+    harness::create_topics(std::slice::from_ref(&topic)).await?;
+    let (k50, k99) = tokio::task::spawn_blocking(move || kafka_end_to_end(&topic, 2_000)).await??;
+    let p = |xs: &[f64], q| harness::percentile(xs, q);
+    println!();
+    println!("projection-lag ({total} product events at {rate:.0}/s over {SKUS} products; {} followed)", scylla.len());
+    println!("| measure | p50 | p99 |");
+    println!("| --- | --- | --- |");
+    println!("| event committed → row visible in ScyllaDB | {:.1} ms | {:.1} ms |", p(&scylla, 50.0), p(&scylla, 99.0));
+    println!("| event committed → entry visible in Redis | {:.1} ms | {:.1} ms |", p(&redis, 50.0), p(&redis, 99.0));
+    println!("| ceiling: kafka EndToEndLatency, produce → consume, acks=all | {k50:.1} ms | {k99:.1} ms |");
+    println!("projection lag p50: {:.1} ms", p(&scylla, 50.0));
+    println!("ceiling p50: {k50:.1} ms");
+    println!("ratio: {:.3}", k50.max(0.1) / p(&scylla, 50.0).max(0.1));
+    Ok(())
+}
