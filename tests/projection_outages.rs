@@ -29,7 +29,13 @@ fn stack(args: &[&str]) {
     assert!(status.success(), "scripts/stack {args:?} failed");
 }
 
-async fn place_orders(world: &World, customer: &CustomerId, skus: &[&str], n: usize) {
+async fn place_orders(
+    world: &World,
+    customer: &CustomerId,
+    skus: &[&str],
+    n: usize,
+) -> Vec<String> {
+    let mut ids = Vec::new();
     for i in 0..n {
         let order = OrderId::new(Uuid::new_v4().to_string()).expect("order");
         let place = PlaceOrder {
@@ -50,11 +56,13 @@ async fn place_orders(world: &World, customer: &CustomerId, skus: &[&str], n: us
                 OrderCommand::PlaceOrder(place),
             )
             .await;
+        ids.push(order.as_str().to_owned());
     }
     world
         .producer
         .flush(Duration::from_secs(30))
         .expect("flush");
+    ids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -97,9 +105,9 @@ async fn projectors_ride_out_cassandra_and_redis_outages() {
         .producer
         .flush(Duration::from_secs(30))
         .expect("flush");
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let customer = CustomerId::new(Uuid::new_v4().to_string()).expect("customer");
-    place_orders(&world, &customer, &skus, 40).await;
+    world.wait_until_orders_are_priced("O-2", &customer).await;
+    let mut placed = place_orders(&world, &customer, &skus, 40).await;
     let store = CassandraStore::connect(&support::cassandra_node(), &world.keyspace)
         .await
         .expect("store");
@@ -108,7 +116,7 @@ async fn projectors_ride_out_cassandra_and_redis_outages() {
     // Cassandra goes away for 30 s while orders keep flowing.
     tokio::task::block_in_place(|| stack(&["stop", "cassandra"]));
     for _ in 0..6 {
-        place_orders(&world, &customer, &skus, 10).await;
+        placed.extend(place_orders(&world, &customer, &skus, 10).await);
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     tokio::task::block_in_place(|| stack(&["start", "cassandra"]));
@@ -116,11 +124,12 @@ async fn projectors_ride_out_cassandra_and_redis_outages() {
         .await
         .expect("store after restart");
     let x = wait_equal(&store, &world, "after Cassandra came back").await;
-    assert_eq!(
-        x.orders.len(),
-        100,
-        "every order placed during the outage is in the read model"
-    );
+    for id in &placed {
+        assert!(
+            x.orders.contains_key(id),
+            "order {id} placed around the outage is in the read model"
+        );
+    }
 
     // Redis goes away; prices change meanwhile; Redis comes back empty.
     let cache = ProductCache::connect(

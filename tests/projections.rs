@@ -80,7 +80,12 @@ async fn read_models_equal_the_events_through_crashes_redelivery_and_rebuild() {
         .producer
         .flush(Duration::from_secs(30))
         .expect("flush");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    world
+        .wait_until_orders_are_priced(
+            "P-2",
+            &CustomerId::new(Uuid::new_v4().to_string()).expect("customer"),
+        )
+        .await;
 
     let customers: Vec<CustomerId> = (0..30)
         .map(|_| CustomerId::new(Uuid::new_v4().to_string()).expect("customer"))

@@ -311,3 +311,53 @@ impl World {
         }
     }
 }
+
+impl World {
+    /// Places probe orders for `sku` until one is priced (an `OrderPlaced` appears): from then on
+    /// the order processor's catalog copy knows the catalog seeded before the call. Returns the
+    /// probes' order ids (some may be placed, some refused).
+    pub async fn wait_until_orders_are_priced(
+        &self,
+        sku: &str,
+        customer: &streamcart_aggregates::values::CustomerId,
+    ) -> Vec<String> {
+        use streamcart_aggregates::orders::{OrderCommand, OrderLineRequest, PlaceOrder};
+        use streamcart_aggregates::values::{OrderId, Sku};
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut probes = Vec::new();
+        loop {
+            let order = OrderId::new(Uuid::new_v4().to_string()).expect("order id");
+            let place = PlaceOrder {
+                order_id: order.clone(),
+                customer_id: customer.clone(),
+                lines: vec![OrderLineRequest {
+                    sku: Sku::new(sku).expect("sku"),
+                    quantity: 1,
+                }],
+                card_token: "card-ok".into(),
+                deadline_at: now_ms() + 600_000,
+                placed_at: now_ms(),
+            };
+            self.send(
+                Context::Orders,
+                order.as_str(),
+                OrderCommand::PlaceOrder(place),
+            )
+            .await;
+            rdkafka::producer::Producer::flush(&self.producer, Duration::from_secs(30))
+                .expect("flush");
+            probes.push(order.as_str().to_owned());
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let placed = tokio::task::block_in_place(|| self.events::<OrderEvent>(Context::Orders));
+            if placed.iter().any(|e| {
+                probes.contains(&e.aggregate_id) && matches!(e.payload, OrderEvent::OrderPlaced(_))
+            }) {
+                return probes;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the order processor never priced an order for {sku}"
+            );
+        }
+    }
+}

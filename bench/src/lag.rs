@@ -42,10 +42,22 @@ async fn command(codec: &Codec, sku: &str, payload: ProductCommand) -> anyhow::R
 
 fn kafka_end_to_end(topic: &str, records: usize) -> anyhow::Result<(f64, f64)> {
     let java = env_or("STREAMCART_JAVA17", "java");
-    let cp = std::env::var("STREAMCART_KAFKA_TOOLS_CP").context("STREAMCART_KAFKA_TOOLS_CP (from scripts/stack env)")?;
+    let cp = std::env::var("STREAMCART_KAFKA_TOOLS_CP")
+        .context("STREAMCART_KAFKA_TOOLS_CP (from scripts/stack env)")?;
     let out = Command::new(java)
-        .args(["-Xmx256m", "-cp", &cp, "org.apache.kafka.tools.EndToEndLatency"])
-        .args([&harness::bootstrap(), topic, &records.to_string(), "all", "200"])
+        .args([
+            "-Xmx256m",
+            "-cp",
+            &cp,
+            "org.apache.kafka.tools.EndToEndLatency",
+        ])
+        .args([
+            &harness::bootstrap(),
+            topic,
+            &records.to_string(),
+            "all",
+            "200",
+        ])
         .output()
         .context("running EndToEndLatency")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -55,7 +67,13 @@ fn kafka_end_to_end(topic: &str, records: usize) -> anyhow::Result<(f64, f64)> {
         .with_context(|| format!("no percentiles in EndToEndLatency output: {text}"))?;
     // "Percentiles: 50th = 1, 99th = 3, 99.9th = 7"
     let value = |label: &str| -> Option<f64> {
-        line.split(',').find(|p| p.contains(label))?.split('=').nth(1)?.trim().parse().ok()
+        line.split(',')
+            .find(|p| p.contains(label))?
+            .split('=')
+            .nth(1)?
+            .trim()
+            .parse()
+            .ok()
     };
     Ok((value("50th").unwrap_or(0.0), value(" 99th").unwrap_or(0.0)))
 }
@@ -68,11 +86,21 @@ pub async fn run() -> anyhow::Result<()> {
     let keyspace = prefix.trim_end_matches('.').to_owned();
     let topics = Topics::with_prefix(prefix.clone());
     let ctx = Context::Catalog;
-    harness::create_topics(&[topics.commands(ctx), topics.events(ctx), topics.snapshots(ctx), topics.command_results()]).await?;
+    harness::create_topics(&[
+        topics.commands(ctx),
+        topics.events(ctx),
+        topics.snapshots(ctx),
+        topics.command_results(),
+    ])
+    .await?;
     let codec = Codec::new(&harness::registry(), topics.clone())?;
     let nodes = env_or("STREAMCART_CASSANDRA_NODES", "127.0.0.1:9042");
     let redis = env_or("STREAMCART_REDIS_URL", "redis://127.0.0.1:6379");
-    let extra = [("STREAMCART_KEYSPACE", keyspace.as_str()), ("STREAMCART_CASSANDRA_NODES", nodes.as_str()), ("STREAMCART_REDIS_URL", redis.as_str())];
+    let extra = [
+        ("STREAMCART_KEYSPACE", keyspace.as_str()),
+        ("STREAMCART_CASSANDRA_NODES", nodes.as_str()),
+        ("STREAMCART_REDIS_URL", redis.as_str()),
+    ];
     let _processor = harness::spawn_role(&["process", "product"], &prefix, &extra)?;
     let _projector = harness::spawn_role(&["project", "products"], &prefix, &extra)?;
 
@@ -94,9 +122,12 @@ pub async fn run() -> anyhow::Result<()> {
                 .create()?;
             c.subscribe(&[&topic])?;
             while !stop.load(Ordering::Relaxed) {
-                let Some(Ok(m)) = c.poll(Duration::from_millis(50)) else { continue };
+                let Some(Ok(m)) = c.poll(Duration::from_millis(50)) else {
+                    continue;
+                };
                 let now = Instant::now();
-                let e: EventEnvelope<ProductEvent> = rt.block_on(codec.decode(m.payload().unwrap_or_default()))?;
+                let e: EventEnvelope<ProductEvent> =
+                    rt.block_on(codec.decode(m.payload().unwrap_or_default()))?;
                 if let Ok(mut s) = seen.lock() {
                     s.insert((e.aggregate_id, e.version), now);
                 }
@@ -109,15 +140,41 @@ pub async fn run() -> anyhow::Result<()> {
     let commands = topics.commands(ctx);
     for i in 0..SKUS {
         let sku = format!("LAG-{i:03}");
-        let create = CreateProduct { sku: sku.clone(), name: format!("Lag {i}"), category: "lag".into(), price: Money::new(100, "EUR")? };
-        harness::send(&producer, &commands, &sku, &command(&codec, &sku, ProductCommand::CreateProduct(create)).await?);
+        let create = CreateProduct {
+            sku: sku.clone(),
+            name: format!("Lag {i}"),
+            category: "lag".into(),
+            price: Money::new(100, "EUR")?,
+        };
+        harness::send(
+            &producer,
+            &commands,
+            &sku,
+            &command(&codec, &sku, ProductCommand::CreateProduct(create)).await?,
+        );
     }
     producer.flush(Duration::from_secs(30))?;
     let store = CassandraStore::connect(&nodes, &keyspace).await?;
-    let cache = ProductCache::connect(&redis, CacheOptions { prefix: format!("{prefix}streamcart:product:"), ..CacheOptions::default() }).await?;
+    let cache = ProductCache::connect(
+        &redis,
+        CacheOptions {
+            prefix: format!("{prefix}streamcart:product:"),
+            ..CacheOptions::default()
+        },
+    )
+    .await?;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while store.product(&format!("LAG-{:03}", SKUS - 1)).await.ok().flatten().is_none() {
-        anyhow::ensure!(Instant::now() < deadline, "products never reached the read model");
+    while store
+        .product(&format!("LAG-{:03}", SKUS - 1))
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "products never reached the read model"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -128,20 +185,37 @@ pub async fn run() -> anyhow::Result<()> {
     let start = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / rate);
     for i in 0..total {
-        if let Some(wait) = (start + interval.mul_f64(i as f64)).checked_duration_since(Instant::now()) {
+        if let Some(wait) =
+            (start + interval.mul_f64(i as f64)).checked_duration_since(Instant::now())
+        {
             tokio::time::sleep(wait).await;
         }
         let n = i % SKUS;
         let sku = format!("LAG-{n:03}");
         let price = Money::new(100 + (i as i64 % 1_000), "EUR")?;
-        harness::send(&producer, &commands, &sku, &command(&codec, &sku, ProductCommand::ChangePrice(ChangePrice { price })).await?);
+        harness::send(
+            &producer,
+            &commands,
+            &sku,
+            &command(
+                &codec,
+                &sku,
+                ProductCommand::ChangePrice(ChangePrice { price }),
+            )
+            .await?,
+        );
         versions[n] += 1;
         if i % 10 == 0 {
-            let (seen, store, cache, version) = (seen.clone(), store.clone(), cache.clone(), versions[n]);
+            let (seen, store, cache, version) =
+                (seen.clone(), store.clone(), cache.clone(), versions[n]);
             probes.spawn(async move {
                 let deadline = Instant::now() + Duration::from_secs(60);
                 let committed = loop {
-                    if let Some(t) = seen.lock().ok().and_then(|s| s.get(&(sku.clone(), version)).copied()) {
+                    if let Some(t) = seen
+                        .lock()
+                        .ok()
+                        .and_then(|s| s.get(&(sku.clone(), version)).copied())
+                    {
                         break t;
                     }
                     if Instant::now() > deadline {
@@ -151,10 +225,24 @@ pub async fn run() -> anyhow::Result<()> {
                 };
                 let (mut scylla, mut redis) = (None, None);
                 while (scylla.is_none() || redis.is_none()) && Instant::now() < deadline {
-                    if scylla.is_none() && store.product(&sku).await.ok().flatten().is_some_and(|r| r.version >= version) {
+                    if scylla.is_none()
+                        && store
+                            .product(&sku)
+                            .await
+                            .ok()
+                            .flatten()
+                            .is_some_and(|r| r.version >= version)
+                    {
                         scylla = Some(committed.elapsed().as_secs_f64() * 1e3);
                     }
-                    if redis.is_none() && cache.get(&sku).await.ok().flatten().is_some_and(|r| r.version >= version) {
+                    if redis.is_none()
+                        && cache
+                            .get(&sku)
+                            .await
+                            .ok()
+                            .flatten()
+                            .is_some_and(|r| r.version >= version)
+                    {
                         redis = Some(committed.elapsed().as_secs_f64() * 1e3);
                     }
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -172,7 +260,9 @@ pub async fn run() -> anyhow::Result<()> {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    watcher.join().map_err(|_| anyhow::anyhow!("watcher panicked"))??;
+    watcher
+        .join()
+        .map_err(|_| anyhow::anyhow!("watcher panicked"))??;
     scylla.sort_by(|a, b| a.total_cmp(b));
     redis.sort_by(|a, b| a.total_cmp(b));
 
@@ -181,12 +271,25 @@ pub async fn run() -> anyhow::Result<()> {
     let (k50, k99) = tokio::task::spawn_blocking(move || kafka_end_to_end(&topic, 2_000)).await??;
     let p = |xs: &[f64], q| harness::percentile(xs, q);
     println!();
-    println!("projection-lag ({total} product events at {rate:.0}/s over {SKUS} products; {} followed)", scylla.len());
+    println!(
+        "projection-lag ({total} product events at {rate:.0}/s over {SKUS} products; {} followed)",
+        scylla.len()
+    );
     println!("| measure | p50 | p99 |");
     println!("| --- | --- | --- |");
-    println!("| event committed → row visible in ScyllaDB | {:.1} ms | {:.1} ms |", p(&scylla, 50.0), p(&scylla, 99.0));
-    println!("| event committed → entry visible in Redis | {:.1} ms | {:.1} ms |", p(&redis, 50.0), p(&redis, 99.0));
-    println!("| ceiling: kafka EndToEndLatency, produce → consume, acks=all | {k50:.1} ms | {k99:.1} ms |");
+    println!(
+        "| event committed → row visible in ScyllaDB | {:.1} ms | {:.1} ms |",
+        p(&scylla, 50.0),
+        p(&scylla, 99.0)
+    );
+    println!(
+        "| event committed → entry visible in Redis | {:.1} ms | {:.1} ms |",
+        p(&redis, 50.0),
+        p(&redis, 99.0)
+    );
+    println!(
+        "| ceiling: kafka EndToEndLatency, produce → consume, acks=all | {k50:.1} ms | {k99:.1} ms |"
+    );
     println!("projection lag p50: {:.1} ms", p(&scylla, 50.0));
     println!("ceiling p50: {k50:.1} ms");
     println!("ratio: {:.3}", k50.max(0.1) / p(&scylla, 50.0).max(0.1));

@@ -17,6 +17,8 @@ fn main() -> anyhow::Result<()> {
         "command-throughput" => rt.block_on(throughput::run()),
         "saga" => rt.block_on(saga::run()),
         "projection-lag" => rt.block_on(lag::run()),
-        other => anyhow::bail!("unknown benchmark {other:?}; known: command-throughput, saga, projection-lag"),
+        other => anyhow::bail!(
+            "unknown benchmark {other:?}; known: command-throughput, saga, projection-lag"
+        ),
     }
 }
