@@ -3,7 +3,8 @@
 //!
 //! After a saga run the PostgreSQL order rows equal the ScyllaDB orders read model; a connector
 //! restart in the middle of the run neither loses nor duplicates a row; records the sink cannot
-//! read land in the connector's dead-letter topic while the rest flow on.
+//! read land in the connector's dead-letter topic while the rest flow on; a tombstone deletes
+//! its row.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -490,6 +491,36 @@ async fn summaries_reach_postgres_through_restarts_and_bad_records() {
             .all(|m| bad.iter().any(|(k, _)| m.key() == Some(k.as_bytes()))),
         "only the unreadable records are dead"
     );
+
+    // A tombstone on the summary stream deletes the row, as compaction will drop the key.
+    let (gone_id, _) = x
+        .orders
+        .iter()
+        .find(|(_, o)| o.0 == "cancelled")
+        .expect("a cancelled order");
+    let topic = world.topics.order_summary();
+    world
+        .producer
+        .send(BaseRecord::<str, [u8]>::to(&topic).key(gone_id.as_str()))
+        .expect("produce tombstone");
+    world
+        .producer
+        .flush(Duration::from_secs(30))
+        .expect("flush");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (rows, n) = pg_orders(&pg, &orders_table).await;
+        if !rows.contains_key(gone_id) {
+            assert_eq!(n, 299, "only the tombstoned order left the table");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{gone_id} still in {orders_table}"
+        );
+        assert_not_failed(&orders_connector).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     let deleted = tokio::task::block_in_place(|| run_connect_script(&world.prefix, "delete"));
     assert!(
