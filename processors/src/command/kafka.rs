@@ -118,6 +118,22 @@ pub fn decode_kind(e: &DecodeError) -> &'static str {
     }
 }
 
+/// Encodes a record from a loop thread; a registry that cannot be reached is a retry, anything
+/// else about the record a dead letter.
+pub fn encode_blocking<T: streamcart_schemas::envelope::WireRecord>(
+    rt: &tokio::runtime::Handle,
+    codec: &Codec,
+    record: &T,
+) -> Result<Vec<u8>, HandleError> {
+    rt.block_on(codec.encode(record)).map_err(|e| {
+        if e.is_transient() {
+            HandleError::Transient(e.to_string())
+        } else {
+            HandleError::permanent("encode.failed", e.to_string())
+        }
+    })
+}
+
 /// Maps a decode failure to retry (registry unreachable) or dead letter (bad bytes).
 pub fn decode_failure(e: DecodeError) -> HandleError {
     match e.disposition() {
@@ -230,13 +246,7 @@ where
         &self,
         record: &T,
     ) -> Result<Vec<u8>, HandleError> {
-        self.rt.block_on(self.codec.encode(record)).map_err(|e| {
-            if e.is_transient() {
-                HandleError::Transient(e.to_string())
-            } else {
-                HandleError::permanent("encode.failed", e.to_string())
-            }
-        })
+        encode_blocking(&self.rt, &self.codec, record)
     }
 
     fn snapshot_record(

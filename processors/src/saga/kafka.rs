@@ -33,7 +33,7 @@ use super::deadlines::DeadlineTable;
 use super::{
     CatalogCopy, SagaCommand, react_to_order_event, react_to_payment_event, react_to_stock_event,
 };
-use crate::command::kafka::decode_failure;
+use crate::command::kafka::{decode_failure, encode_blocking};
 
 fn now_millis() -> i64 {
     SystemTime::now()
@@ -51,13 +51,7 @@ struct CommandWriter {
 
 impl CommandWriter {
     fn encode<T: WireRecord>(&self, record: &T) -> Result<Vec<u8>, HandleError> {
-        self.rt.block_on(self.codec.encode(record)).map_err(|e| {
-            if e.is_transient() {
-                HandleError::Transient(e.to_string())
-            } else {
-                HandleError::permanent("encode.failed", e.to_string())
-            }
-        })
+        encode_blocking(&self.rt, &self.codec, record)
     }
 
     fn record(
