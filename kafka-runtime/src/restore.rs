@@ -33,7 +33,19 @@ where
         reason,
     };
     let consumer: BaseConsumer = settings.restore_consumer().create()?;
-    let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+    // A partition created a moment ago may not have a leader yet: retry for a while.
+    let mut attempt = 0;
+    let high = loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok((_, high)) => break high,
+            Err(e) if attempt < 60 => {
+                attempt += 1;
+                tracing::warn!(topic, partition, error = %e, attempt, "partition not ready; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     if high <= from {
         return Ok(0);
     }

@@ -303,6 +303,32 @@ impl TxnHandler for DeadlinesHandler {
     }
 }
 
+/// Every partition of `topic` positioned at its beginning, and each partition's end offset.
+fn partition_ends(
+    consumer: &BaseConsumer,
+    topic: &str,
+) -> Result<(TopicPartitionList, HashMap<i32, i64>), rdkafka::error::KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for t in metadata.topics() {
+        if let Some(e) = t.error() {
+            return Err(rdkafka::error::KafkaError::MetadataFetch(e.into()));
+        }
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+            let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+            ends.insert(p.id(), high);
+        }
+    }
+    if ends.is_empty() {
+        return Err(rdkafka::error::KafkaError::MetadataFetch(
+            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
+    }
+    Ok((tpl, ends))
+}
+
 /// The catalog copy shared between its follower thread and the order processor.
 #[derive(Debug, Clone, Default)]
 pub struct SharedCatalog(pub Arc<RwLock<CatalogCopy>>);
@@ -328,19 +354,19 @@ pub fn follow_catalog(
     // This reader follows the topic forever; partition ends are not events for it.
     config.set("enable.partition.eof", "false");
     let consumer: BaseConsumer = config.create()?;
-    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for p in &partitions {
-        tpl.add_partition_offset(&topic, *p, Offset::Beginning)?;
-        let (_, high) = consumer.fetch_watermarks(&topic, *p, Duration::from_secs(10))?;
-        ends.insert(*p, high);
-    }
+    // Topics created a moment ago may not have leaders yet: retry the look-ups for a while.
+    let mut attempt = 0;
+    let (tpl, ends) = loop {
+        match partition_ends(&consumer, &topic) {
+            Ok(found) => break found,
+            Err(e) if attempt < 60 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "catalog topic not ready; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     consumer.assign(&tpl)?;
     let apply = move |m: &rdkafka::message::BorrowedMessage<'_>, catalog: &SharedCatalog| {
         let Some(bytes) = m.payload() else { return };
