@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use serde::Deserialize;
+use streamcart_api::ApiConfig;
 use streamcart_kafka_runtime::KafkaSettings;
 
 /// Everything a streamcart process needs to know.
@@ -33,6 +34,8 @@ pub struct Config {
     pub keyspace: String,
     /// Redis URL of the product cache.
     pub redis_url: String,
+    /// The HTTP edge (`streamcart serve`).
+    pub api: ApiConfig,
 }
 
 /// Command processor tuning.
@@ -70,6 +73,7 @@ impl Default for Config {
             cassandra_nodes: "127.0.0.1:9042".into(),
             keyspace: "streamcart".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -147,6 +151,37 @@ impl Config {
         if let Some(v) = var("STREAMCART_PAYMENTS_DECLINE_ABOVE_MINOR") {
             self.payments.decline_above_minor =
                 Some(parse("STREAMCART_PAYMENTS_DECLINE_ABOVE_MINOR", &v)?);
+        }
+        if let Some(v) = var("STREAMCART_API_LISTEN") {
+            self.api.listen = parse("STREAMCART_API_LISTEN", &v)?;
+        }
+        if let Some(v) = var("STREAMCART_API_TLS_CERT") {
+            self.api.tls_cert = Some(v.into());
+        }
+        if let Some(v) = var("STREAMCART_API_TLS_KEY") {
+            self.api.tls_key = Some(v.into());
+        }
+        if let Some(v) = var("STREAMCART_JWT_HS256_SECRET") {
+            self.api.jwt.hs256_secret = Some(v);
+        }
+        if let Some(v) = var("STREAMCART_JWT_RS256_PUBLIC_KEY_FILE") {
+            self.api.jwt.rs256_public_key_file = Some(v.into());
+        }
+        if let Some(v) = var("STREAMCART_JWT_ISSUER") {
+            self.api.jwt.issuer = Some(v);
+        }
+        if let Some(v) = var("STREAMCART_JWT_AUDIENCE") {
+            self.api.jwt.audience = Some(v);
+        }
+        if let Some(v) = var("STREAMCART_API_COMMAND_TIMEOUT_MS") {
+            self.api.command_timeout_ms = parse("STREAMCART_API_COMMAND_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = var("STREAMCART_API_READ_YOUR_WRITES_TIMEOUT_MS") {
+            self.api.read_your_writes_timeout_ms =
+                parse("STREAMCART_API_READ_YOUR_WRITES_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = var("STREAMCART_API_NEGATIVE_CACHE_TTL_MS") {
+            self.api.negative_cache_ttl_ms = parse("STREAMCART_API_NEGATIVE_CACHE_TTL_MS", &v)?;
         }
         if let Some(v) = var("STREAMCART_PAYMENTS_DECLINED_CARDS") {
             self.payments.declined_card_tokens =

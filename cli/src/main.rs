@@ -5,6 +5,7 @@ mod demo;
 mod process;
 mod project;
 mod sagas;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -45,7 +46,10 @@ enum Command {
         #[command(subcommand)]
         action: ProjectorAction,
     },
-    /// Runs every processor, the saga and every projector in one process, for a single machine.
+    /// Runs the HTTP edge: query API and command gateway.
+    Serve,
+    /// Runs every processor, the saga, every projector and the HTTP edge in one process, for a
+    /// single machine.
     Run,
     /// Seeds a small catalog, places orders and prints their outcomes (needs `run`).
     Demo,
@@ -117,6 +121,12 @@ async fn run_all(cfg: Config) -> anyhow::Result<()> {
             out
         });
     }
+    let (c, t) = (cfg.clone(), token.clone());
+    roles.spawn(async move {
+        let out = serve::run(c, t.clone()).await.context("edge");
+        t.cancel();
+        out
+    });
     let mut first_error = None;
     while let Some(joined) = roles.join_next().await {
         if let Err(e) = joined.context("role task").and_then(|r| r) {
@@ -151,6 +161,7 @@ fn main() -> anyhow::Result<()> {
             Command::Projector {
                 action: ProjectorAction::Rebuild { name },
             } => project::rebuild(cfg, name, shutdown::on_signals()).await,
+            Command::Serve => serve::run(cfg, shutdown::on_signals()).await,
             Command::Run => run_all(cfg).await,
             Command::Demo => demo::run(cfg).await,
             Command::Schemas {

@@ -1,0 +1,462 @@
+//! The command gateway: request–reply over Kafka.
+//!
+//! A command is produced to its aggregate's command topic like any client would, then the
+//! gateway waits for its answer on `command.results`, which one reader per gateway follows from
+//! the moment the gateway started. A waiter is registered before the command is produced, so a
+//! fast answer cannot slip past it. Results of commands this instance sent are remembered
+//! (bounded) so a caller told 202 can poll for them.
+//!
+//! Kafka being down must never hang a request: delivery is bounded by `produce_timeout_ms`, and
+//! once librdkafka reports every broker down the gateway refuses at once (503) until a metadata
+//! probe or a delivery succeeds again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use streamcart_kafka_runtime::KafkaSettings;
+use streamcart_kafka_runtime::headers::{AVRO_CONTENT_TYPE, CONTENT_TYPE, TRACEPARENT};
+use streamcart_kafka_runtime::trace::TraceContext;
+use streamcart_schemas::codec::Codec;
+use streamcart_schemas::envelope::{CommandEnvelope, CommandPayload, CommandResult};
+use streamcart_schemas::topics::Topics;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::ApiConfig;
+use crate::error::ApiError;
+use crate::metrics::{Metrics, bump};
+
+/// Notices librdkafka's "all brokers down" so requests fail fast instead of waiting it out.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaHealth {
+    down: Arc<AtomicBool>,
+}
+
+impl KafkaHealth {
+    /// True while every broker is believed unreachable.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    fn set_down(&self, down: bool) {
+        if self.down.swap(down, Ordering::Relaxed) != down {
+            if down {
+                tracing::warn!("Kafka unreachable: commands are refused until it is back");
+            } else {
+                tracing::info!("Kafka reachable again");
+            }
+        }
+    }
+}
+
+impl ClientContext for KafkaHealth {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            self.set_down(true);
+        }
+        tracing::debug!(%error, reason, "kafka client error");
+    }
+}
+
+impl rdkafka::producer::ProducerContext for KafkaHealth {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: ()) {}
+}
+
+/// What the caller learns about one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The processor answered in time.
+    Answered(CommandResult),
+    /// The command is in Kafka but its answer is late; poll for it.
+    Pending,
+}
+
+/// Options of one command.
+#[derive(Debug, Clone)]
+pub struct Send {
+    /// The command's id: the caller's `Idempotency-Key`, or a fresh one.
+    pub command_id: Uuid,
+    /// Optimistic concurrency check (`If-Match`).
+    pub expected_version: Option<u64>,
+    /// The caller, who alone may poll for the result.
+    pub owner: String,
+    /// Trace context the command continues (the request's `traceparent`, if any).
+    pub trace: TraceContext,
+}
+
+#[derive(Debug)]
+struct Sent {
+    owner: String,
+    result: Option<CommandResult>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    waiters: HashMap<Uuid, Vec<oneshot::Sender<CommandResult>>>,
+    sent: HashMap<Uuid, Sent>,
+    order: VecDeque<Uuid>,
+}
+
+/// What a poll finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Poll {
+    /// The result.
+    Done(CommandResult),
+    /// Sent by this caller, not answered yet.
+    Waiting,
+    /// Not a command this caller sent through this instance (or forgotten since).
+    Unknown,
+}
+
+/// Produces commands and matches their results.
+pub struct Gateway {
+    producer: FutureProducer<KafkaHealth>,
+    codec: Arc<Codec>,
+    topics: Topics,
+    tables: Mutex<Tables>,
+    health: KafkaHealth,
+    remembered: usize,
+    produce_timeout: Duration,
+    answer_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("kafka_down", &self.health.is_down())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A Kafka client could not be created (bad configuration).
+    #[error("creating a Kafka client: {0}")]
+    Client(#[from] KafkaError),
+}
+
+impl Gateway {
+    /// A gateway producing with `settings`, and its results reader running until `shutdown`.
+    pub fn start(
+        settings: &KafkaSettings,
+        codec: Arc<Codec>,
+        config: &ApiConfig,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, GatewayError> {
+        let health = KafkaHealth::default();
+        let mut producer_config = settings.producer();
+        producer_config
+            .set("message.timeout.ms", config.produce_timeout_ms.to_string())
+            .set("linger.ms", "1");
+        let producer: FutureProducer<KafkaHealth> =
+            producer_config.create_with_context(health.clone())?;
+        let mut reader_config = settings.restore_consumer();
+        reader_config
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "10");
+        let reader: StreamConsumer = reader_config.create()?;
+        let topics = codec.topics().clone();
+        let gateway = Arc::new(Self {
+            producer,
+            codec,
+            topics,
+            tables: Mutex::new(Tables::default()),
+            health,
+            remembered: config.remembered_results.max(1),
+            produce_timeout: config.produce_timeout(),
+            answer_timeout: config.command_timeout(),
+            metrics,
+        });
+        tokio::spawn(Arc::clone(&gateway).read_results(reader, shutdown.clone()));
+        tokio::spawn(Arc::clone(&gateway).probe_while_down(shutdown));
+        Ok(gateway)
+    }
+
+    /// True while Kafka is believed down.
+    pub fn kafka_down(&self) -> bool {
+        self.health.is_down()
+    }
+
+    /// Produces `payload` for `aggregate_id` and waits, bounded, for its result.
+    pub async fn send<C: CommandPayload>(
+        &self,
+        aggregate_id: &str,
+        payload: C,
+        options: Send,
+    ) -> Result<Reply, ApiError> {
+        if self.health.is_down() {
+            bump(&self.metrics.kafka_failures);
+            return Err(kafka_unavailable("every broker is unreachable"));
+        }
+        let envelope = CommandEnvelope {
+            command_id: options.command_id,
+            aggregate_id: aggregate_id.to_owned(),
+            expected_version: options.expected_version,
+            issued_at: now_ms(),
+            correlation_id: aggregate_id.to_owned(),
+            payload,
+        };
+        let bytes = self.codec.encode(&envelope).await.map_err(|e| {
+            if e.is_transient() {
+                ApiError::Unavailable {
+                    code: "registry_unavailable",
+                    what: "the schema registry",
+                    reason: e.to_string(),
+                }
+            } else {
+                ApiError::Internal(format!("encoding a command: {e}"))
+            }
+        })?;
+        let answer = self.register(options.command_id, &options.owner);
+        let topic = self.topics.commands(C::CONTEXT);
+        let traceparent = options.trace.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: TRACEPARENT,
+                value: Some(traceparent.as_bytes()),
+            })
+            .insert(Header {
+                key: CONTENT_TYPE,
+                value: Some(AVRO_CONTENT_TYPE.as_bytes()),
+            });
+        let record = FutureRecord::to(&topic)
+            .key(aggregate_id)
+            .payload(&bytes)
+            .headers(headers);
+        let delivery = tokio::time::timeout(
+            self.produce_timeout + Duration::from_millis(500),
+            self.producer
+                .send(record, Timeout::After(self.produce_timeout)),
+        )
+        .await;
+        match delivery {
+            Ok(Ok(_)) => {
+                self.health.set_down(false);
+                bump(&self.metrics.commands_sent);
+            }
+            Ok(Err((e, _))) => {
+                self.forget(options.command_id);
+                bump(&self.metrics.kafka_failures);
+                return Err(kafka_unavailable(&e.to_string()));
+            }
+            Err(_) => {
+                self.forget(options.command_id);
+                bump(&self.metrics.kafka_failures);
+                return Err(kafka_unavailable("delivery timed out"));
+            }
+        }
+        match tokio::time::timeout(self.answer_timeout, answer).await {
+            Ok(Ok(result)) => {
+                bump(&self.metrics.commands_answered);
+                Ok(Reply::Answered(result))
+            }
+            _ => {
+                bump(&self.metrics.commands_pending);
+                Ok(Reply::Pending)
+            }
+        }
+    }
+
+    /// What is known of command `id`, for `caller`.
+    pub fn poll(&self, id: Uuid, caller: &str) -> Poll {
+        let Ok(tables) = self.tables.lock() else {
+            return Poll::Unknown;
+        };
+        match tables.sent.get(&id) {
+            Some(sent) if sent.owner == caller => match &sent.result {
+                Some(result) => Poll::Done(result.clone()),
+                None => Poll::Waiting,
+            },
+            _ => Poll::Unknown,
+        }
+    }
+
+    fn register(&self, id: Uuid, owner: &str) -> oneshot::Receiver<CommandResult> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut tables) = self.tables.lock() {
+            if let Some(done) = tables.sent.get(&id).and_then(|s| s.result.clone()) {
+                // A retried command whose answer is already here: the processor will answer
+                // the repeat as a duplicate, but the first answer says more.
+                let _ = tx.send(done);
+                return rx;
+            }
+            tables.waiters.entry(id).or_default().push(tx);
+            if let std::collections::hash_map::Entry::Vacant(slot) = tables.sent.entry(id) {
+                slot.insert(Sent {
+                    owner: owner.to_owned(),
+                    result: None,
+                });
+                tables.order.push_back(id);
+                while tables.order.len() > self.remembered {
+                    if let Some(old) = tables.order.pop_front() {
+                        tables.sent.remove(&old);
+                    }
+                }
+            }
+        }
+        rx
+    }
+
+    fn forget(&self, id: Uuid) {
+        if let Ok(mut tables) = self.tables.lock() {
+            tables.waiters.remove(&id);
+            if tables.sent.get(&id).is_some_and(|s| s.result.is_none()) {
+                tables.sent.remove(&id);
+            }
+        }
+    }
+
+    fn answered(&self, result: CommandResult) {
+        let Ok(mut tables) = self.tables.lock() else {
+            return;
+        };
+        let id = result.command_id;
+        let Some(sent) = tables.sent.get_mut(&id) else {
+            return;
+        };
+        // The first answer is the one that applied (or refused) the command; a later one for a
+        // repeat of the same id is a duplicate and must not hide it.
+        if sent.result.is_none() {
+            sent.result = Some(result.clone());
+        }
+        let first = sent.result.clone().unwrap_or(result);
+        for waiter in tables.waiters.remove(&id).unwrap_or_default() {
+            let _ = waiter.send(first.clone());
+        }
+    }
+
+    /// Follows `command.results` from its end at start-up; retries until Kafka answers.
+    async fn read_results(self: Arc<Self>, reader: StreamConsumer, shutdown: CancellationToken) {
+        let topic = self.topics.command_results();
+        let reader = Arc::new(reader);
+        loop {
+            let positioned = {
+                let (reader, topic) = (Arc::clone(&reader), topic.clone());
+                tokio::task::spawn_blocking(move || position_at_end(&reader, &topic)).await
+            };
+            match positioned {
+                Ok(Ok(partitions)) => {
+                    tracing::info!(partitions, "following command results");
+                    break;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot follow command results yet"),
+                Err(e) => tracing::warn!(error = %e, "positioning task failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                m = reader.recv() => m,
+            };
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(error = %e, "results reader");
+                    continue;
+                }
+            };
+            let Some(bytes) = message.payload() else {
+                continue;
+            };
+            match self.codec.decode::<CommandResult>(bytes).await {
+                Ok(result) => self.answered(result),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    "undecodable command result skipped"
+                ),
+            }
+        }
+    }
+
+    /// While Kafka is believed down, asks for metadata every second to notice its return.
+    async fn probe_while_down(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if !self.health.is_down() {
+                continue;
+            }
+            let this = Arc::clone(&self);
+            let up = tokio::task::spawn_blocking(move || {
+                this.producer
+                    .client()
+                    .fetch_metadata(None, Duration::from_millis(800))
+                    .is_ok()
+            })
+            .await
+            .unwrap_or(false);
+            if up {
+                self.health.set_down(false);
+            }
+        }
+    }
+
+    /// Waits for the messages still queued in the producer, for shutdown.
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(timeout) {
+            tracing::warn!(error = %e, "commands still queued at shutdown");
+        }
+    }
+}
+
+/// Assigns every partition of `topic` at its current end; returns the partition count.
+fn position_at_end(reader: &StreamConsumer, topic: &str) -> Result<usize, KafkaError> {
+    let timeout = Duration::from_secs(5);
+    let metadata = reader.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
+    }
+    let mut assignment = TopicPartitionList::new();
+    for p in &partitions {
+        let (_, high) = reader.fetch_watermarks(topic, *p, timeout)?;
+        assignment.add_partition_offset(topic, *p, Offset::Offset(high))?;
+    }
+    reader.assign(&assignment)?;
+    Ok(partitions.len())
+}
+
+fn kafka_unavailable(reason: &str) -> ApiError {
+    ApiError::Unavailable {
+        code: "kafka_unavailable",
+        what: "Kafka",
+        reason: format!("{reason}; the command may be retried with the same Idempotency-Key"),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,469 @@
+//! The query side: read models in ScyllaDB fronted, for products, by the Redis cache.
+//!
+//! Products are read Redis first; a miss loads ScyllaDB once per key however many callers miss
+//! at the same time (single-flight), fills the cache (version-checked, so a slow load never
+//! overwrites a newer row the projector wrote meanwhile) and remembers unknown ids for a short
+//! time. Redis failing only costs speed: reads go to ScyllaDB, and Redis is left alone for a
+//! moment so a dead cache does not add its timeout to every request. ScyllaDB failing leaves
+//! cached products readable and answers everything else 503.
+//!
+//! Readers follow the generation each projection's readers are switched to (`projector
+//! rebuild`), re-checked every few seconds.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use streamcart_projectors::{
+    CacheLookup, CacheOptions, CassandraStore, OrderCursor, OrderRow, Orders, Page, ProductCache,
+    ProductRow, Products, Projection, StockRow, Stocks, StoreError,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ApiConfig;
+use crate::error::ApiError;
+use crate::metrics::{Metrics, bump};
+use crate::single_flight::SingleFlight;
+
+/// How long Redis is left alone after a failed call.
+const CACHE_BACKOFF: Duration = Duration::from_secs(1);
+/// How often a read-your-writes wait re-reads the store.
+const VERSION_POLL: Duration = Duration::from_millis(20);
+/// How often the active generations are re-checked.
+const GENERATION_REFRESH: Duration = Duration::from_secs(5);
+
+/// A ScyllaDB read that failed; cloneable so one collapsed load can answer every waiter.
+#[derive(Debug, Clone)]
+struct StoreFailure {
+    transient: bool,
+    reason: String,
+}
+
+impl From<StoreFailure> for ApiError {
+    fn from(f: StoreFailure) -> Self {
+        if f.transient {
+            ApiError::Unavailable {
+                code: "read_model_unavailable",
+                what: "the read-model store",
+                reason: f.reason,
+            }
+        } else {
+            ApiError::Internal(f.reason)
+        }
+    }
+}
+
+type ProductLoad = Result<Option<ProductRow>, StoreFailure>;
+
+/// The stores of the three read models, each at its projection's active generation.
+#[derive(Debug)]
+struct Generations {
+    products: RwLock<Arc<CassandraStore>>,
+    stock: RwLock<Arc<CassandraStore>>,
+    orders: RwLock<Arc<CassandraStore>>,
+}
+
+/// Everything a query handler reads.
+#[derive(Debug)]
+pub struct ReadModels {
+    base: CassandraStore,
+    stores: Generations,
+    cache: RwLock<Option<ProductCache>>,
+    cache_resting_until: Mutex<Option<Instant>>,
+    flights: Arc<SingleFlight<String, ProductLoad>>,
+    store_timeout: Duration,
+    cache_timeout: Duration,
+    negative_ttl: Duration,
+    version_wait: Duration,
+    metrics: Arc<Metrics>,
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    match lock.read() {
+        Ok(v) => v.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+fn write<T>(lock: &RwLock<T>, value: T) {
+    match lock.write() {
+        Ok(mut v) => *v = value,
+        Err(poisoned) => *poisoned.into_inner() = value,
+    }
+}
+
+impl ReadModels {
+    /// Read models over `store` (any generation: readers switch to the active ones) and, when
+    /// Redis answers, the product cache; Redis is (re)tried in the background until it does.
+    pub async fn open(
+        store: CassandraStore,
+        redis_url: String,
+        cache_options: CacheOptions,
+        config: &ApiConfig,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, StoreError> {
+        let at = |name: &'static str| {
+            let store = store.clone();
+            async move {
+                let generation = store.active_generation(name).await?;
+                Ok::<_, StoreError>(RwLock::new(Arc::new(
+                    store.with_generation(generation).await?,
+                )))
+            }
+        };
+        let stores = Generations {
+            products: at(Products::NAME).await?,
+            stock: at(Stocks::NAME).await?,
+            orders: at(Orders::NAME).await?,
+        };
+        let models = Arc::new(Self {
+            base: store,
+            stores,
+            cache: RwLock::new(None),
+            cache_resting_until: Mutex::new(None),
+            flights: Arc::new(SingleFlight::default()),
+            store_timeout: config.store_timeout(),
+            cache_timeout: config.cache_timeout(),
+            negative_ttl: config.negative_cache_ttl(),
+            version_wait: config.read_your_writes_timeout(),
+            metrics,
+        });
+        tokio::spawn(Arc::clone(&models).connect_cache(redis_url, cache_options, shutdown.clone()));
+        tokio::spawn(Arc::clone(&models).follow_generations(shutdown));
+        Ok(models)
+    }
+
+    async fn connect_cache(
+        self: Arc<Self>,
+        url: String,
+        options: CacheOptions,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(2),
+                ProductCache::connect(&url, options.clone()),
+            );
+            match attempt.await {
+                Ok(Ok(cache)) => {
+                    write(&self.cache, Some(cache));
+                    tracing::info!("product cache connected");
+                    return;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "Redis unavailable; retrying"),
+                Err(_) => tracing::warn!("Redis connection timed out; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
+    async fn follow_generations(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(GENERATION_REFRESH) => {}
+            }
+            for (name, slot) in [
+                (Products::NAME, &self.stores.products),
+                (Stocks::NAME, &self.stores.stock),
+                (Orders::NAME, &self.stores.orders),
+            ] {
+                let Ok(Ok(active)) =
+                    tokio::time::timeout(self.store_timeout, self.base.active_generation(name))
+                        .await
+                else {
+                    continue;
+                };
+                if read(slot).generation() == active {
+                    continue;
+                }
+                match self.base.with_generation(active).await {
+                    Ok(store) => {
+                        tracing::info!(projection = name, generation = active, "readers switched");
+                        write(slot, Arc::new(store));
+                    }
+                    Err(e) => {
+                        tracing::warn!(projection = name, error = %e, "generation switch failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when the product cache is connected and not resting after a failure.
+    fn usable_cache(&self) -> Option<ProductCache> {
+        let resting = self
+            .cache_resting_until
+            .lock()
+            .ok()
+            .and_then(|until| *until)
+            .is_some_and(|until| Instant::now() < until);
+        if resting { None } else { read(&self.cache) }
+    }
+
+    fn cache_failed(&self, what: &str, reason: String) {
+        bump(&self.metrics.cache_failures);
+        tracing::warn!(what, %reason, "Redis call failed; reading ScyllaDB for a moment");
+        if let Ok(mut until) = self.cache_resting_until.lock() {
+            *until = Some(Instant::now() + CACHE_BACKOFF);
+        }
+    }
+
+    async fn cached<T, F>(&self, what: &str, call: F) -> Option<T>
+    where
+        F: Future<Output = Result<T, streamcart_projectors::CacheError>>,
+    {
+        match tokio::time::timeout(self.cache_timeout, call).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.cache_failed(what, e.to_string());
+                None
+            }
+            Err(_) => {
+                self.cache_failed(what, "timed out".into());
+                None
+            }
+        }
+    }
+
+    async fn stored<T, F>(&self, call: F) -> Result<T, StoreFailure>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let failure = match tokio::time::timeout(self.store_timeout, call).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => StoreFailure {
+                transient: e.is_transient() || matches!(e, StoreError::Execute(_)),
+                reason: e.to_string(),
+            },
+            Err(_) => StoreFailure {
+                transient: true,
+                reason: format!("no answer within {} ms", self.store_timeout.as_millis()),
+            },
+        };
+        bump(&self.metrics.store_failures);
+        tracing::warn!(reason = %failure.reason, "read-model store call failed");
+        Err(failure)
+    }
+
+    /// The product `sku`; with `min_version`, waits (bounded) until the read model holds it.
+    pub async fn product(
+        self: &Arc<Self>,
+        sku: &str,
+        min_version: Option<u64>,
+    ) -> Result<Option<ProductRow>, ApiError> {
+        if let Some(cache) = self.usable_cache() {
+            match self.cached("lookup", cache.lookup(sku)).await {
+                Some(CacheLookup::Hit(row)) if min_version.is_none_or(|v| row.version >= v) => {
+                    bump(&self.metrics.product_cache_hits);
+                    return Ok(Some(row));
+                }
+                Some(CacheLookup::Missing) if min_version.is_none() => {
+                    bump(&self.metrics.product_negative_hits);
+                    return Ok(None);
+                }
+                Some(_) => bump(&self.metrics.product_cache_misses),
+                None => {}
+            }
+        }
+        let loaded = self.load_product(sku).await?;
+        match min_version {
+            None => Ok(loaded),
+            Some(wanted) => {
+                let this = Arc::clone(self);
+                let sku = sku.to_owned();
+                wait_for_version(
+                    loaded,
+                    wanted,
+                    self.version_wait,
+                    |r| r.version,
+                    move || {
+                        let (this, sku) = (Arc::clone(&this), sku.clone());
+                        async move { this.load_product(&sku).await }
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    /// One collapsed ScyllaDB load of `sku`, filling the cache with what it finds.
+    async fn load_product(self: &Arc<Self>, sku: &str) -> Result<Option<ProductRow>, ApiError> {
+        let this = Arc::clone(self);
+        let owned = sku.to_owned();
+        let load = async move {
+            bump(&this.metrics.product_store_loads);
+            let store = read(&this.stores.products);
+            let found = this.stored(store.product(&owned)).await?;
+            if let Some(cache) = this.usable_cache() {
+                match &found {
+                    Some(row) => {
+                        this.cached("fill", cache.put_if_newer(row)).await;
+                    }
+                    None => {
+                        this.cached(
+                            "negative fill",
+                            cache.put_missing(&owned, this.negative_ttl),
+                        )
+                        .await;
+                    }
+                }
+            }
+            Ok(found)
+        };
+        match self.flights.run(sku.to_owned(), load).await {
+            Ok(result) => result.map_err(ApiError::from),
+            Err(e) => Err(ApiError::Internal(format!("product load: {e}"))),
+        }
+    }
+
+    /// One page of the products of `category`, in sku order, after `after_sku`.
+    pub async fn products_by_category(
+        &self,
+        category: &str,
+        after_sku: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<ProductRow, String>, ApiError> {
+        let store = read(&self.stores.products);
+        Ok(self
+            .stored(store.products_by_category(category, after_sku, limit))
+            .await?)
+    }
+
+    /// Stock levels of `sku`; with `min_version`, waits (bounded) until the read model holds it.
+    pub async fn stock(
+        &self,
+        sku: &str,
+        min_version: Option<u64>,
+    ) -> Result<Option<StockRow>, ApiError> {
+        let once = || async {
+            let store = read(&self.stores.stock);
+            self.stored(store.stock(sku)).await.map_err(ApiError::from)
+        };
+        let first = once().await?;
+        match min_version {
+            None => Ok(first),
+            Some(v) => wait_for_version(first, v, self.version_wait, |r| r.version, once).await,
+        }
+    }
+
+    /// The order `order_id`; with `min_version`, waits (bounded) until the read model holds it.
+    pub async fn order(
+        &self,
+        order_id: &str,
+        min_version: Option<u64>,
+    ) -> Result<Option<OrderRow>, ApiError> {
+        let once = || async {
+            let store = read(&self.stores.orders);
+            self.stored(store.order(order_id))
+                .await
+                .map_err(ApiError::from)
+        };
+        let first = once().await?;
+        match min_version {
+            None => Ok(first),
+            Some(v) => wait_for_version(first, v, self.version_wait, |r| r.version, once).await,
+        }
+    }
+
+    /// One page of a customer's orders, newest first, after `before`.
+    pub async fn orders_by_customer(
+        &self,
+        customer_id: &str,
+        before: Option<&OrderCursor>,
+        limit: u32,
+    ) -> Result<Page<OrderRow, OrderCursor>, ApiError> {
+        let store = read(&self.stores.orders);
+        Ok(self
+            .stored(store.orders_by_customer(customer_id, before, limit))
+            .await?)
+    }
+
+    /// Whether ScyllaDB and Redis answer now, for `/health`.
+    pub async fn probe(self: &Arc<Self>) -> (bool, bool) {
+        let store = read(&self.stores.products);
+        let scylla = tokio::time::timeout(self.store_timeout, store.product("health-probe"))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let redis = match read(&self.cache) {
+            Some(cache) => tokio::time::timeout(self.cache_timeout, cache.lookup("health-probe"))
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            None => false,
+        };
+        (scylla, redis)
+    }
+}
+
+/// Re-reads with `again` until the row reaches version `wanted`, for at most `limit`.
+async fn wait_for_version<T, F, Fut>(
+    first: Option<T>,
+    wanted: u64,
+    limit: Duration,
+    version: impl Fn(&T) -> u64,
+    again: F,
+) -> Result<Option<T>, ApiError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Option<T>, ApiError>>,
+{
+    let started = Instant::now();
+    let mut current = first;
+    loop {
+        let held = current.as_ref().map_or(0, &version);
+        if held >= wanted {
+            return Ok(current);
+        }
+        if started.elapsed() + VERSION_POLL > limit {
+            return Err(ApiError::VersionNotReached {
+                wanted,
+                held,
+                waited_ms: started.elapsed().as_millis() as u64,
+            });
+        }
+        tokio::time::sleep(VERSION_POLL).await;
+        current = again().await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[tokio::test]
+    async fn waiting_returns_once_the_version_arrives() {
+        let reads = AtomicU64::new(0);
+        let got = wait_for_version(
+            Some(1u64),
+            3,
+            Duration::from_secs(2),
+            |v| *v,
+            || async { Ok(Some(reads.fetch_add(1, Ordering::SeqCst) + 2)) },
+        )
+        .await
+        .expect("arrives");
+        assert_eq!(got, Some(3));
+    }
+
+    #[tokio::test]
+    async fn waiting_gives_up_with_what_it_holds() {
+        let err = wait_for_version(
+            None::<u64>,
+            5,
+            Duration::from_millis(100),
+            |v| *v,
+            || async { Ok(Some(2)) },
+        )
+        .await
+        .expect_err("never arrives");
+        match err {
+            ApiError::VersionNotReached { wanted, held, .. } => assert_eq!((wanted, held), (5, 2)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

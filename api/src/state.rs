@@ -1,0 +1,24 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use crate::auth::Verifier;
+use crate::config::ApiConfig;
+use crate::gateway::Gateway;
+use crate::metrics::Metrics;
+use crate::reads::ReadModels;
+
+/// The edge's shared state; cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Bearer token verification.
+    pub verifier: Verifier,
+    /// The query side.
+    pub reads: Arc<ReadModels>,
+    /// The command side.
+    pub gateway: Arc<Gateway>,
+    /// Counters served at `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The settings.
+    pub config: Arc<ApiConfig>,
+}

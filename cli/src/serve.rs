@@ -1,0 +1,103 @@
+//! `streamcart serve`: the HTTP edge (query API and command gateway) until SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use streamcart_api::auth::Verifier;
+use streamcart_api::gateway::Gateway;
+use streamcart_api::metrics::Metrics;
+use streamcart_api::reads::ReadModels;
+use streamcart_api::{AppState, server};
+use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
+use streamcart_projectors::{CacheOptions, CassandraStore};
+use streamcart_schemas::codec::Codec;
+use streamcart_schemas::topics::{Context, Topics};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// How long start-up waits for the read-model store before giving up.
+const STORE_PATIENCE: Duration = Duration::from_secs(90);
+
+/// Runs the edge until `shutdown`.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let topics = Topics::with_prefix(cfg.topic_prefix.clone());
+    let verifier = Verifier::new(&cfg.api.jwt).context("JWT configuration")?;
+    // The edge can serve reads with Kafka down, so topics it writes to are created if it can.
+    let mut specs: Vec<TopicSpec> = [Context::Catalog, Context::Inventory, Context::Orders]
+        .into_iter()
+        .map(|ctx| topics.commands(ctx))
+        .chain([topics.command_results()])
+        .map(|name| TopicSpec {
+            name,
+            partitions: cfg.partitions,
+            retention: Retention::Forever,
+        })
+        .collect();
+    specs.dedup_by(|a, b| a.name == b.name);
+    match tokio::time::timeout(Duration::from_secs(10), ensure_topics(&cfg.kafka, &specs)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot create the command topics now"),
+        Err(_) => tracing::warn!("Kafka did not answer; command topics not checked"),
+    }
+    let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
+    let store = connect_store(&cfg, &shutdown).await?;
+    let metrics = Arc::new(Metrics::default());
+    let cache_options = CacheOptions {
+        prefix: format!("{}streamcart:product:", cfg.topic_prefix),
+        ..CacheOptions::default()
+    };
+    let reads = ReadModels::open(
+        store,
+        cfg.redis_url.clone(),
+        cache_options,
+        &cfg.api,
+        Arc::clone(&metrics),
+        shutdown.clone(),
+    )
+    .await
+    .context("opening the read models")?;
+    let gateway = Gateway::start(
+        &cfg.kafka,
+        codec,
+        &cfg.api,
+        Arc::clone(&metrics),
+        shutdown.clone(),
+    )
+    .context("starting the command gateway")?;
+    let state = AppState {
+        verifier,
+        reads,
+        gateway: Arc::clone(&gateway),
+        metrics,
+        config: Arc::new(cfg.api.clone()),
+    };
+    server::serve(state, &cfg.api, shutdown)
+        .await
+        .context("HTTP server")?;
+    let flushed = tokio::task::spawn_blocking(move || gateway.flush(Duration::from_secs(5)));
+    let _ = flushed.await;
+    tracing::info!("edge stopped");
+    Ok(())
+}
+
+async fn connect_store(
+    cfg: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<CassandraStore> {
+    let started = std::time::Instant::now();
+    loop {
+        match CassandraStore::connect(&cfg.cassandra_nodes, &cfg.keyspace).await {
+            Ok(store) => return Ok(store),
+            Err(e) if e.is_transient() && started.elapsed() < STORE_PATIENCE => {
+                tracing::warn!(error = %e, "read-model store unavailable; retrying");
+            }
+            Err(e) => return Err(e).context("connecting to the read-model store"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => anyhow::bail!("shut down while waiting for the store"),
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
