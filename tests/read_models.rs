@@ -50,18 +50,21 @@ pub struct World {
 impl World {
     /// Starts a streamcart role against this world.
     pub fn spawn(&self, args: &[&str], log: &str) -> support::Child {
-        support::spawn_streamcart(
-            args,
-            &[
-                ("STREAMCART_TOPIC_PREFIX", self.prefix.clone()),
-                ("STREAMCART_KEYSPACE", self.keyspace.clone()),
-                ("STREAMCART_PARTITIONS", PARTITIONS.to_string()),
-                ("STREAMCART_CASSANDRA_NODES", support::cassandra_node()),
-                ("STREAMCART_REDIS_URL", support::redis_url()),
-                ("STREAMCART_PAYMENTS_DECLINED_CARDS", "card-declined".into()),
-            ],
-            &format!("{}{log}", self.prefix),
-        )
+        self.spawn_with(args, &[], log)
+    }
+
+    /// Starts a streamcart role against this world, with more environment on top.
+    pub fn spawn_with(&self, args: &[&str], extra: &[(&str, String)], log: &str) -> support::Child {
+        let mut env = vec![
+            ("STREAMCART_TOPIC_PREFIX", self.prefix.clone()),
+            ("STREAMCART_KEYSPACE", self.keyspace.clone()),
+            ("STREAMCART_PARTITIONS", PARTITIONS.to_string()),
+            ("STREAMCART_CASSANDRA_NODES", support::cassandra_node()),
+            ("STREAMCART_REDIS_URL", support::redis_url()),
+            ("STREAMCART_PAYMENTS_DECLINED_CARDS", "card-declined".into()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+        support::spawn_streamcart(args, &env, &format!("{}{log}", self.prefix))
     }
 
     /// Sends a command as any Kafka client would.
