@@ -100,6 +100,7 @@ pub struct Send {
 #[derive(Debug)]
 struct Sent {
     owner: String,
+    aggregate_id: String,
     result: Option<CommandResult>,
 }
 
@@ -115,8 +116,8 @@ struct Tables {
 pub enum Poll {
     /// The result.
     Done(CommandResult),
-    /// Sent by this caller, not answered yet.
-    Waiting,
+    /// Sent by this caller to this aggregate, not answered yet.
+    Waiting(String),
     /// Not a command this caller sent through this instance (or forgotten since).
     Unknown,
 }
@@ -223,7 +224,7 @@ impl Gateway {
                 ApiError::Internal(format!("encoding a command: {e}"))
             }
         })?;
-        let answer = self.register(options.command_id, &options.owner);
+        let answer = self.register(options.command_id, &options.owner, aggregate_id);
         let topic = self.topics.commands(C::CONTEXT);
         let traceparent = options.trace.to_string();
         let headers = OwnedHeaders::new()
@@ -281,13 +282,18 @@ impl Gateway {
         match tables.sent.get(&id) {
             Some(sent) if sent.owner == caller => match &sent.result {
                 Some(result) => Poll::Done(result.clone()),
-                None => Poll::Waiting,
+                None => Poll::Waiting(sent.aggregate_id.clone()),
             },
             _ => Poll::Unknown,
         }
     }
 
-    fn register(&self, id: Uuid, owner: &str) -> oneshot::Receiver<CommandResult> {
+    fn register(
+        &self,
+        id: Uuid,
+        owner: &str,
+        aggregate_id: &str,
+    ) -> oneshot::Receiver<CommandResult> {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut tables) = self.tables.lock() {
             if let Some(done) = tables.sent.get(&id).and_then(|s| s.result.clone()) {
@@ -300,6 +306,7 @@ impl Gateway {
             if let std::collections::hash_map::Entry::Vacant(slot) = tables.sent.entry(id) {
                 slot.insert(Sent {
                     owner: owner.to_owned(),
+                    aggregate_id: aggregate_id.to_owned(),
                     result: None,
                 });
                 tables.order.push_back(id);

@@ -492,7 +492,7 @@ pub async fn command_status(
         .map_err(|_| ApiError::bad_request("invalid_id", "command id must be a UUID"))?;
     match state.gateway.poll(id, &caller.subject) {
         Poll::Done(result) => answer(result, None),
-        Poll::Waiting => Ok(pending(id, "")),
+        Poll::Waiting(aggregate_id) => Ok(pending(id, &aggregate_id)),
         Poll::Unknown => Err(ApiError::not_found(format!("command {id}"))),
     }
 }
