@@ -167,6 +167,20 @@ impl Edge {
         (s, v)
     }
 
+    /// Creates a product through the gateway.
+    async fn create_product(
+        &self,
+        token: &str,
+        sku: &str,
+        name: &str,
+        category: &str,
+        price_minor: i64,
+    ) -> (StatusCode, Value) {
+        let body = json!({"sku": sku, "name": name, "category": category,
+                          "price": {"amount_minor": price_minor, "currency": "EUR"}});
+        self.post("/v1/products", token, body).await
+    }
+
     async fn metric(&self, name: &str) -> u64 {
         let text = self
             .http
@@ -908,12 +922,7 @@ async fn product_cache_collapses_misses_remembers_unknown_ids_and_tls_serves() {
     let admin = hs256("admin-1", &["catalog_admin"]);
     let sku = format!("{tag}-MUG");
     let (status, body) = edge
-        .post(
-            "/v1/products",
-            &admin,
-            json!({"sku": sku, "name": "Mug", "category": "kitchen",
-                   "price": {"amount_minor": 850, "currency": "EUR"}}),
-        )
+        .create_product(&admin, &sku, "Mug", "kitchen", 850)
         .await;
     assert!(status.is_success(), "{body}");
     let (status, _) = edge
@@ -971,12 +980,7 @@ async fn product_cache_collapses_misses_remembers_unknown_ids_and_tls_serves() {
     assert_eq!(edge.metric("product_store_loads").await - loads_before, 1);
     // Creating it makes it visible at once to a read-your-writes read, despite the entry.
     let (status, body) = edge
-        .post(
-            "/v1/products",
-            &admin,
-            json!({"sku": ghost, "name": "Ghost", "category": "kitchen",
-                   "price": {"amount_minor": 100, "currency": "EUR"}}),
-        )
+        .create_product(&admin, &ghost, "Ghost", "kitchen", 100)
         .await;
     assert!(status.is_success(), "{body}");
     let (status, body) = edge
@@ -1041,12 +1045,7 @@ async fn redis_scylla_and_kafka_outages_degrade_without_hanging() {
     let dave = hs256(&customer, &["customer"]);
     let sku = format!("{tag}-BOOK");
     let (status, body) = edge
-        .post(
-            "/v1/products",
-            &admin,
-            json!({"sku": sku, "name": "Book", "category": "books",
-                   "price": {"amount_minor": 1200, "currency": "EUR"}}),
-        )
+        .create_product(&admin, &sku, "Book", "books", 1200)
         .await;
     assert!(status.is_success(), "{body}");
     let (status, body) = edge
