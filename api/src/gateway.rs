@@ -320,6 +320,13 @@ impl Gateway {
         rx
     }
 
+    /// True when this gateway sent `id` and has no answer for it yet.
+    fn is_waiting(&self, id: Uuid) -> bool {
+        self.tables
+            .lock()
+            .is_ok_and(|t| t.sent.get(&id).is_some_and(|s| s.result.is_none()))
+    }
+
     fn forget(&self, id: Uuid) {
         if let Ok(mut tables) = self.tables.lock() {
             tables.waiters.remove(&id);
@@ -385,6 +392,16 @@ impl Gateway {
             let Some(bytes) = message.payload() else {
                 continue;
             };
+            // Results are keyed by command id: most belong to other clients (and to the saga),
+            // so only the ones this gateway waits for are decoded.
+            let ours = message
+                .key()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .and_then(|k| Uuid::parse_str(k).ok())
+                .is_none_or(|id| self.is_waiting(id));
+            if !ours {
+                continue;
+            }
             match self.codec.decode::<CommandResult>(bytes).await {
                 Ok(result) => self.answered(result),
                 Err(e) => tracing::warn!(
