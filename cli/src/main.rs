@@ -53,6 +53,18 @@ enum Command {
     Run,
     /// Seeds a small catalog, places orders and prints their outcomes (needs `run`).
     Demo,
+    /// Prints an HS256 bearer token signed with the configured secret, for development.
+    Token {
+        /// The token's subject (a customer's id for customers).
+        #[arg(long)]
+        sub: String,
+        /// Roles, comma-separated: catalog_admin, customer, operator.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
     /// Schema registry administration.
     Schemas {
         #[command(subcommand)]
@@ -164,6 +176,15 @@ fn main() -> anyhow::Result<()> {
             Command::Serve => serve::run(cfg, shutdown::on_signals()).await,
             Command::Run => run_all(cfg).await,
             Command::Demo => demo::run(cfg).await,
+            Command::Token { sub, roles, ttl } => {
+                let secret = cfg.api.jwt.hs256_secret.as_deref().context(
+                    "no HS256 secret configured (api.jwt.hs256_secret or STREAMCART_JWT_HS256_SECRET)",
+                )?;
+                let token = streamcart_api::auth::mint_hs256(secret, &sub, &roles, ttl)
+                    .context("signing the token")?;
+                println!("{token}");
+                Ok(())
+            }
             Command::Schemas {
                 action: SchemasAction::Register,
             } => {
