@@ -115,7 +115,8 @@ pub enum AuthConfigError {
 pub struct Verifier {
     hs256: Option<Arc<DecodingKey>>,
     rs256: Option<Arc<DecodingKey>>,
-    config: JwtConfig,
+    // Shared: the verifier is cloned with the state into every request.
+    config: Arc<JwtConfig>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -160,7 +161,7 @@ impl Verifier {
         Ok(Self {
             hs256,
             rs256,
-            config: config.clone(),
+            config: Arc::new(config.clone()),
         })
     }
 

@@ -68,7 +68,9 @@ struct Generations {
 pub struct ReadModels {
     base: CassandraStore,
     stores: Generations,
-    cache: RwLock<Option<ProductCache>>,
+    // Behind an Arc because every read takes a handle, and cloning the cache itself copies
+    // its scripts.
+    cache: RwLock<Option<Arc<ProductCache>>>,
     cache_resting_until: Mutex<Option<Instant>>,
     flights: Arc<SingleFlight<String, ProductLoad>>,
     store_timeout: Duration,
@@ -147,7 +149,7 @@ impl ReadModels {
             );
             match attempt.await {
                 Ok(Ok(cache)) => {
-                    write(&self.cache, Some(cache));
+                    write(&self.cache, Some(Arc::new(cache)));
                     tracing::info!("product cache connected");
                     return;
                 }
@@ -195,7 +197,7 @@ impl ReadModels {
     }
 
     /// True when the product cache is connected and not resting after a failure.
-    fn usable_cache(&self) -> Option<ProductCache> {
+    fn usable_cache(&self) -> Option<Arc<ProductCache>> {
         let resting = self
             .cache_resting_until
             .lock()
@@ -270,6 +272,16 @@ impl ReadModels {
                 None => {}
             }
         }
+        // Boxed so the cached path above, the one that must be fast, does not move a future
+        // sized for the ScyllaDB load and the version wait on every request.
+        Box::pin(self.product_from_store(sku, min_version)).await
+    }
+
+    async fn product_from_store(
+        self: &Arc<Self>,
+        sku: &str,
+        min_version: Option<u64>,
+    ) -> Result<Option<ProductRow>, ApiError> {
         let loaded = self.load_product(sku).await?;
         match min_version {
             None => Ok(loaded),
