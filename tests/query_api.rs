@@ -853,7 +853,7 @@ async fn tokens_roles_and_malformed_requests_are_refused_with_json_errors() {
     let response = raw("sku=A", "application/x-www-form-urlencoded")
         .await
         .expect("send");
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let reply: Value = response.json().await.expect("json error");
     assert_eq!(reply["code"], json!("unsupported_media_type"));
     let huge = json!({"sku": "A", "name": "x".repeat(100_000), "category": "c",

@@ -57,6 +57,9 @@ pub enum ApiError {
         /// Its explanation.
         message: String,
     },
+    /// The body is not JSON.
+    #[error("the body must be application/json")]
+    UnsupportedMediaType,
     /// The body is larger than allowed.
     #[error("request body over {limit} bytes")]
     TooLarge {
@@ -115,6 +118,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::VersionNotReached { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -133,6 +137,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed".into(),
             ApiError::Conflict { code, .. } | ApiError::Rejected { code, .. } => code.clone(),
             ApiError::TooLarge { .. } => "body_too_large".into(),
+            ApiError::UnsupportedMediaType => "unsupported_media_type".into(),
             ApiError::VersionNotReached { .. } => "version_not_reached".into(),
             ApiError::Internal(_) => "internal".into(),
         }

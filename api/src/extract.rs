@@ -25,10 +25,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
         if !json {
-            return Err(ApiError::bad_request(
-                "unsupported_media_type",
-                "the body must be application/json",
-            ));
+            return Err(ApiError::UnsupportedMediaType);
         }
         let limit = state.config.max_body_bytes;
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {

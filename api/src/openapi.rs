@@ -94,6 +94,7 @@ fn command(summary: &str, mut params: Vec<Value>, body: Option<&str>, created: b
             "If-Match did not match the aggregate's version (code concurrency.conflict)",
         ),
         ("413", "Body too large"),
+        ("415", "The body is not application/json"),
         ("422", "Refused by the domain, with its code"),
         (
             "503",
