@@ -229,6 +229,30 @@ pub struct LoopStats {
     pub dead_letters: u64,
 }
 
+/// Wall time spent per phase of the loop since the last report, to see where a batch's time goes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Phases {
+    poll: Duration,
+    handle: Duration,
+    flush: Duration,
+    before_commit: Duration,
+    offsets: Duration,
+    commit: Duration,
+    batches: u64,
+    records: u64,
+}
+
+impl Phases {
+    fn report(&mut self, name: &str) {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(loop_name = %name, batches = self.batches, records = self.records,
+            poll_ms = ms(self.poll), handle_ms = ms(self.handle), flush_ms = ms(self.flush),
+            before_commit_ms = ms(self.before_commit), offsets_ms = ms(self.offsets),
+            commit_ms = ms(self.commit), "loop phases");
+        *self = Self::default();
+    }
+}
+
 /// Runs the loop until `shutdown` fires; then finishes the open batch, commits and returns.
 pub fn run<H: TxnHandler>(
     settings: &KafkaSettings,
@@ -266,6 +290,8 @@ pub fn run<H: TxnHandler>(
         stats: LoopStats::default(),
         tag: 0,
         owned: BTreeSet::new(),
+        phases: Phases::default(),
+        phases_since: Instant::now(),
     };
     let result = engine.run(handler, shutdown);
     if let Err(e) = &result {
@@ -297,6 +323,8 @@ struct Engine<'a> {
     tag: u64,
     /// Partitions assigned and restored, kept here because asking librdkafka costs a copy.
     owned: BTreeSet<(String, i32)>,
+    phases: Phases,
+    phases_since: Instant,
 }
 
 enum Outcome {
@@ -316,19 +344,27 @@ impl Engine<'_> {
                 if self.batch.is_some() {
                     self.finish(handler)?;
                 }
+                self.phases.report(&self.spec.name);
                 tracing::info!(loop_name = %self.spec.name, ?self.stats, "stopped cleanly");
                 return Ok(());
             }
             // Delivery reports are served here: there is no background producer thread.
             self.producer.poll(Duration::ZERO);
+            let t0 = Instant::now();
             let polled = self.consumer.poll(Duration::from_millis(20));
+            let t1 = Instant::now();
+            self.phases.poll += t1 - t0;
             self.apply_rebalances(handler)?;
             match polled {
                 Some(Ok(m)) => {
                     // A rebalance that just revoked this record's partition makes it stale.
-                    if self.owned(m.topic(), m.partition())
-                        && let Err(e) = self.handle(handler, &m)
-                    {
+                    let handled = if self.owned(m.topic(), m.partition()) {
+                        self.handle(handler, &m)
+                    } else {
+                        Ok(())
+                    };
+                    self.phases.handle += t1.elapsed();
+                    if let Err(e) = handled {
                         tracing::warn!(loop_name = %self.spec.name, error = %e, "transient failure; retrying the batch");
                         self.abort(handler)?;
                         std::thread::sleep(backoff);
@@ -354,6 +390,10 @@ impl Engine<'_> {
             });
             if due && let Outcome::Committed = self.finish(handler)? {
                 backoff = Duration::from_millis(100);
+            }
+            if self.phases_since.elapsed() >= Duration::from_secs(1) {
+                self.phases.report(&self.spec.name);
+                self.phases_since = Instant::now();
             }
         }
     }
@@ -577,6 +617,8 @@ impl Engine<'_> {
             Ok(()) => {
                 if let Some(b) = self.batch.take() {
                     self.stats.records += b.records as u64;
+                    self.phases.records += b.records as u64;
+                    self.phases.batches += 1;
                     tracing::debug!(loop_name = %self.spec.name, records = b.records,
                         open_ms = b.started.elapsed().as_millis() as u64, "batch committed");
                 }
@@ -596,15 +638,23 @@ impl Engine<'_> {
     fn try_commit<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), CommitError> {
         let t0 = Instant::now();
         self.flush().map_err(CommitError::Abort)?;
-        tracing::trace!(flush_ms = t0.elapsed().as_millis() as u64, "flushed");
+        let t_flushed = Instant::now();
+        self.phases.flush += t_flushed - t0;
         let delivered = self.take_deliveries().map_err(CommitError::Abort)?;
         let mut extra = Vec::new();
         handler
             .before_commit(&delivered, &mut extra)
             .map_err(|e| CommitError::Abort(e.to_string()))?;
-        for r in extra {
-            self.send(r).map_err(CommitError::Abort)?;
+        if !extra.is_empty() {
+            for r in extra {
+                self.send(r).map_err(CommitError::Abort)?;
+            }
+            // rdkafka's commit flushes whatever is still in flight by polling in steps of a
+            // full 100 ms; draining the late records here keeps the commit itself a round trip.
+            self.flush().map_err(CommitError::Abort)?;
         }
+        let t_before = Instant::now();
+        self.phases.before_commit += t_before - t_flushed;
         let Some(batch) = self.batch.as_ref() else {
             return Ok(());
         };
@@ -624,14 +674,11 @@ impl Engine<'_> {
                 .map_err(classify)?;
         }
         let t1 = Instant::now();
+        self.phases.offsets += t1 - t_before;
         self.producer
             .commit_transaction(self.txn_timeout)
             .map_err(classify)?;
-        tracing::trace!(
-            total_ms = t0.elapsed().as_millis() as u64,
-            commit_ms = t1.elapsed().as_millis() as u64,
-            "transaction committed"
-        );
+        self.phases.commit += t1.elapsed();
         self.take_deliveries().map_err(CommitError::Abort)?;
         Ok(())
     }
