@@ -301,6 +301,9 @@ pub fn run<H: TxnHandler>(
     result.map(|()| engine.stats)
 }
 
+/// How long to sleep while waiting for delivery reports: well below a produce round trip.
+const DELIVERY_WAIT: Duration = Duration::from_micros(200);
+
 struct Batch {
     started: Instant,
     records: usize,
@@ -567,7 +570,8 @@ impl Engine<'_> {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    self.producer.poll(Duration::from_millis(5));
+                    self.producer.poll(Duration::ZERO);
+                    std::thread::sleep(DELIVERY_WAIT);
                 }
                 Err((e, _)) => return Err(format!("produce to {}: {e}", r.topic)),
             }
@@ -579,20 +583,28 @@ impl Engine<'_> {
     /// rdkafka's own `flush` sleeps up to 100 ms between checks, which would cap a loop at about
     /// ten transactions a second; polling the producer directly returns as soon as the last
     /// report is in.
+    ///
+    /// It never asks rdkafka to poll with a timeout: its poll keeps calling librdkafka until the
+    /// deadline passes, and rounds the time left down to whole milliseconds, so the last
+    /// millisecond of every wait is a busy loop that starves the broker on a small machine.
+    /// Serving what is ready and sleeping briefly when nothing moved costs no CPU.
     fn flush(&self) -> Result<(), String> {
         let deadline = Instant::now() + self.txn_timeout;
+        let mut left = i32::MAX;
         loop {
             self.producer.poll(Duration::ZERO);
-            if self.producer.in_flight_count() == 0 {
+            let now_left = self.producer.in_flight_count();
+            if now_left == 0 {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "{} records not acknowledged in time",
-                    self.producer.in_flight_count()
-                ));
+                return Err(format!("{now_left} records not acknowledged in time"));
             }
-            self.producer.poll(Duration::from_millis(1));
+            // A served report may have more behind it: keep draining while the count falls.
+            if now_left >= left {
+                std::thread::sleep(DELIVERY_WAIT);
+            }
+            left = now_left;
         }
     }
 
