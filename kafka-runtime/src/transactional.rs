@@ -353,8 +353,15 @@ impl Engine<'_> {
             }
             // Delivery reports are served here: there is no background producer thread.
             self.producer.poll(Duration::ZERO);
+            // With a batch open, only take what has already arrived: an empty queue closes it.
+            let wait = if self.batch.is_some() {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(20)
+            };
             let t0 = Instant::now();
-            let polled = self.consumer.poll(Duration::from_millis(20));
+            let polled = self.consumer.poll(wait);
+            let drained = polled.is_none();
             let t1 = Instant::now();
             self.phases.poll += t1 - t0;
             self.apply_rebalances(handler)?;
@@ -387,8 +394,12 @@ impl Engine<'_> {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
+            // Group commit: a batch closes as soon as the input runs dry, so a lightly loaded
+            // loop commits small batches quickly, while input that piles up during a commit
+            // makes the next batch larger, up to the size and time bounds.
             let due = self.batch.as_ref().is_some_and(|b| {
-                b.records >= self.settings.batch_max_records
+                drained
+                    || b.records >= self.settings.batch_max_records
                     || b.started.elapsed() >= self.settings.batch_max_wait()
             });
             if due && let Outcome::Committed = self.finish(handler)? {
