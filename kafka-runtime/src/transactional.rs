@@ -9,6 +9,7 @@
 //!
 //! The loop is blocking (rdkafka's transactional API is); run it on a dedicated thread.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,17 +37,17 @@ pub struct InputRecord<'a> {
     pub key: Option<&'a [u8]>,
     /// Record value.
     pub payload: Option<&'a [u8]>,
-    /// Record headers, in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Record headers, in order, borrowed from the consumer (a header without value is empty).
+    pub headers: Vec<(&'a str, &'a [u8])>,
 }
 
-impl InputRecord<'_> {
+impl<'a> InputRecord<'a> {
     /// The value of the first header called `name`.
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         self.headers
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -61,8 +62,8 @@ pub struct OutRecord {
     pub key: Option<Vec<u8>>,
     /// Record value (`None` is a tombstone).
     pub payload: Option<Vec<u8>>,
-    /// Headers.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Headers; names are mostly constants, so they are not copied.
+    pub headers: Vec<(Cow<'static, str>, Vec<u8>)>,
     /// Handler-chosen tag, echoed in [`Delivered`] so the handler can learn where it landed.
     pub tag: u64,
 }
@@ -502,12 +503,7 @@ impl Engine<'_> {
             .headers()
             .map(|hs| {
                 hs.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                        )
-                    })
+                    .map(|h| (h.key, h.value.unwrap_or_default()))
                     .collect()
             })
             .unwrap_or_default();
@@ -553,7 +549,7 @@ impl Engine<'_> {
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
         for (k, v) in &r.headers {
             headers = headers.insert(Header {
-                key: k,
+                key: k.as_ref(),
                 value: Some(v.as_slice()),
             });
         }
