@@ -107,6 +107,12 @@ pub trait TxnHandler {
         record: &InputRecord<'_>,
         out: &mut Vec<OutRecord>,
     ) -> Result<(), HandleError>;
+    /// A transaction was just opened and none of its input is handled yet, so the handler's
+    /// state is exactly the last committed one; may add records (e.g. snapshots of that state),
+    /// which then travel with the batch instead of delaying its commit.
+    fn on_begin(&mut self, _out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
+        Ok(())
+    }
     /// Called once the batch's outputs are written (their offsets known) and before the commit;
     /// may add records (e.g. snapshots that point at event offsets).
     fn before_commit(
@@ -413,7 +419,7 @@ impl Engine<'_> {
         }
     }
 
-    fn begin_if_needed(&mut self) -> Result<(), String> {
+    fn begin_if_needed<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), String> {
         if self.batch.is_none() {
             self.producer
                 .begin_transaction()
@@ -424,6 +430,11 @@ impl Engine<'_> {
                 start: BTreeMap::new(),
                 next: BTreeMap::new(),
             });
+            let mut out = Vec::new();
+            handler.on_begin(&mut out).map_err(|e| e.to_string())?;
+            for r in out {
+                self.send(r)?;
+            }
         }
         Ok(())
     }
@@ -434,7 +445,7 @@ impl Engine<'_> {
         if out.is_empty() {
             return Ok(());
         }
-        self.begin_if_needed()?;
+        self.begin_if_needed(handler)?;
         for r in out {
             self.send(r)?;
         }
@@ -488,16 +499,23 @@ impl Engine<'_> {
         handler: &mut H,
         m: &BorrowedMessage<'_>,
     ) -> Result<(), String> {
-        if self.batch.is_none() {
-            self.producer
-                .begin_transaction()
-                .map_err(|e| e.to_string())?;
-            self.batch = Some(Batch {
-                started: Instant::now(),
-                records: 0,
-                start: BTreeMap::new(),
-                next: BTreeMap::new(),
-            });
+        let tp = (m.topic().to_owned(), m.partition());
+        if let Err(e) = self.begin_if_needed(handler) {
+            // Nothing of this record was handled and the batch may not know its partition:
+            // make sure it is read again when the work is retried.
+            self.consumer
+                .seek(
+                    m.topic(),
+                    m.partition(),
+                    Offset::Offset(m.offset()),
+                    Duration::from_secs(10),
+                )
+                .map_err(|se| format!("{e}; rewinding failed: {se}"))?;
+            return Err(e);
+        }
+        if let Some(b) = self.batch.as_mut() {
+            // Noted before handling, so that a failure on this very record rewinds to it.
+            b.start.entry(tp.clone()).or_insert(m.offset());
         }
         let headers = m
             .headers()
@@ -537,8 +555,6 @@ impl Engine<'_> {
             self.send(r)?;
         }
         if let Some(b) = self.batch.as_mut() {
-            let tp = (input.topic.to_owned(), input.partition);
-            b.start.entry(tp.clone()).or_insert(input.offset);
             b.next.insert(tp, input.offset + 1);
             b.records += 1;
         }
