@@ -183,7 +183,9 @@ pub async fn run() -> anyhow::Result<()> {
     }
     let peak = harness::median(peaks);
     let ceiling = harness::median(ceilings);
-    let half = (peak / 2.0).max(1.0);
+    // Half the peak by default; a fixed rate makes latencies comparable across builds whose
+    // peaks differ.
+    let half = env_num("BENCH_LATENCY_RATE", (peak / 2.0).max(1.0));
     let seconds: u64 = env_num("BENCH_LATENCY_SECONDS", 15);
     let lat = latency_at(half, seconds).await.context("latency phase")?;
     println!();

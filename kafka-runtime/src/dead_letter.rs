@@ -1,6 +1,8 @@
 //! Dead letters: records that cannot be handled go to `<processor>.dlq` with their original key and
 //! bytes, and the reason and origin in headers, inside the same transaction as the rest of the batch.
 
+use std::borrow::Cow;
+
 use crate::headers;
 use crate::transactional::{InputRecord, OutRecord};
 
@@ -35,6 +37,11 @@ pub fn dead_letter(
         (headers::DLQ_PROCESSOR.into(), processor.as_bytes().to_vec()),
     ];
     // The original headers (trace context included) stay with the record.
-    out.headers.extend(input.headers.iter().cloned());
+    out.headers.extend(
+        input
+            .headers
+            .iter()
+            .map(|(k, v)| (Cow::Owned((*k).to_owned()), v.to_vec())),
+    );
     out
 }

@@ -13,7 +13,8 @@ pub struct KafkaSettings {
     pub bootstrap_servers: String,
     /// Most input records handled in one transaction: the throughput lever.
     pub batch_max_records: usize,
-    /// Longest a transaction stays open collecting records, in milliseconds.
+    /// Longest a transaction stays open collecting records, in milliseconds. A batch closes
+    /// earlier once no input is waiting, so this bounds batches only under load.
     pub batch_max_wait_ms: u64,
     /// Broker-side transaction timeout in milliseconds: how long a crashed instance's open
     /// transaction can block readers of its partitions before the broker aborts it.
@@ -26,8 +27,8 @@ impl Default for KafkaSettings {
     fn default() -> Self {
         Self {
             bootstrap_servers: "127.0.0.1:9092".into(),
-            batch_max_records: 2_000,
-            batch_max_wait_ms: 25,
+            batch_max_records: 10_000,
+            batch_max_wait_ms: 100,
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
         }

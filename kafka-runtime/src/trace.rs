@@ -17,9 +17,14 @@ pub struct TraceContext {
 impl TraceContext {
     /// Starts a new trace (a record that arrived without one).
     pub fn new_root() -> Self {
-        let id = uuid::Uuid::new_v4().into_bytes();
+        let mut trace_id = [0u8; 16];
+        trace_id[..8].copy_from_slice(&random_u64().to_be_bytes());
+        trace_id[8..].copy_from_slice(&random_u64().to_be_bytes());
+        if trace_id == [0; 16] {
+            trace_id[15] = 1;
+        }
         Self {
-            trace_id: id,
+            trace_id,
             span_id: new_span_id(),
             flags: 1,
         }
@@ -71,6 +76,18 @@ impl TraceContext {
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
     }
+
+    /// The `traceparent` header value as bytes, without going through the formatter.
+    pub fn to_header(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(55);
+        out.extend_from_slice(b"00-");
+        push_hex(&mut out, &self.trace_id);
+        out.push(b'-');
+        push_hex(&mut out, &self.span_id);
+        out.push(b'-');
+        push_hex(&mut out, &[self.flags]);
+        out
+    }
 }
 
 impl fmt::Display for TraceContext {
@@ -86,23 +103,47 @@ impl fmt::Display for TraceContext {
 }
 
 fn new_span_id() -> [u8; 8] {
-    let b = uuid::Uuid::new_v4().into_bytes();
-    let mut s = [0u8; 8];
-    s.copy_from_slice(&b[..8]);
+    let mut s = random_u64().to_be_bytes();
     if s == [0; 8] {
         s[7] = 1;
     }
     s
 }
 
+/// Ids only need to be unique, not secret: a per-thread splitmix64 stream seeded once from the
+/// OS spares a `getrandom` system call per id on the hot path.
+fn random_u64() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(seed());
+    }
+    fn seed() -> u64 {
+        let b = uuid::Uuid::new_v4().into_bytes();
+        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+    STATE.with(|state| {
+        let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(next);
+        let mut z = next;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    for b in bytes {
+        out.push(HEX_DIGITS[usize::from(b >> 4)]);
+        out.push(HEX_DIGITS[usize::from(b & 0x0f)]);
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn hex_into(s: &str, out: &mut [u8]) -> Option<()> {
@@ -127,6 +168,8 @@ mod tests {
         let child = root.child();
         assert_eq!(child.trace_id, root.trace_id);
         assert_ne!(child.span_id, root.span_id);
+        assert_eq!(child.to_header(), child.to_string().into_bytes());
+        assert_ne!(TraceContext::new_root().trace_id, root.trace_id);
     }
 
     #[test]

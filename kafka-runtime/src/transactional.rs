@@ -9,6 +9,7 @@
 //!
 //! The loop is blocking (rdkafka's transactional API is); run it on a dedicated thread.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,17 +37,17 @@ pub struct InputRecord<'a> {
     pub key: Option<&'a [u8]>,
     /// Record value.
     pub payload: Option<&'a [u8]>,
-    /// Record headers, in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Record headers, in order, borrowed from the consumer (a header without value is empty).
+    pub headers: Vec<(&'a str, &'a [u8])>,
 }
 
-impl InputRecord<'_> {
+impl<'a> InputRecord<'a> {
     /// The value of the first header called `name`.
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         self.headers
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -61,8 +62,8 @@ pub struct OutRecord {
     pub key: Option<Vec<u8>>,
     /// Record value (`None` is a tombstone).
     pub payload: Option<Vec<u8>>,
-    /// Headers.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Headers; names are mostly constants, so they are not copied.
+    pub headers: Vec<(Cow<'static, str>, Vec<u8>)>,
     /// Handler-chosen tag, echoed in [`Delivered`] so the handler can learn where it landed.
     pub tag: u64,
 }
@@ -106,6 +107,12 @@ pub trait TxnHandler {
         record: &InputRecord<'_>,
         out: &mut Vec<OutRecord>,
     ) -> Result<(), HandleError>;
+    /// A transaction was just opened and none of its input is handled yet, so the handler's
+    /// state is exactly the last committed one; may add records (e.g. snapshots of that state),
+    /// which then travel with the batch instead of delaying its commit.
+    fn on_begin(&mut self, _out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
+        Ok(())
+    }
     /// Called once the batch's outputs are written (their offsets known) and before the commit;
     /// may add records (e.g. snapshots that point at event offsets).
     fn before_commit(
@@ -229,6 +236,30 @@ pub struct LoopStats {
     pub dead_letters: u64,
 }
 
+/// Wall time spent per phase of the loop since the last report, to see where a batch's time goes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Phases {
+    poll: Duration,
+    handle: Duration,
+    flush: Duration,
+    before_commit: Duration,
+    offsets: Duration,
+    commit: Duration,
+    batches: u64,
+    records: u64,
+}
+
+impl Phases {
+    fn report(&mut self, name: &str) {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::debug!(loop_name = %name, batches = self.batches, records = self.records,
+            poll_ms = ms(self.poll), handle_ms = ms(self.handle), flush_ms = ms(self.flush),
+            before_commit_ms = ms(self.before_commit), offsets_ms = ms(self.offsets),
+            commit_ms = ms(self.commit), "loop phases");
+        *self = Self::default();
+    }
+}
+
 /// Runs the loop until `shutdown` fires; then finishes the open batch, commits and returns.
 pub fn run<H: TxnHandler>(
     settings: &KafkaSettings,
@@ -266,6 +297,8 @@ pub fn run<H: TxnHandler>(
         stats: LoopStats::default(),
         tag: 0,
         owned: BTreeSet::new(),
+        phases: Phases::default(),
+        phases_since: Instant::now(),
     };
     let result = engine.run(handler, shutdown);
     if let Err(e) = &result {
@@ -274,6 +307,9 @@ pub fn run<H: TxnHandler>(
     consumer.unsubscribe();
     result.map(|()| engine.stats)
 }
+
+/// How long to sleep while waiting for delivery reports: well below a produce round trip.
+const DELIVERY_WAIT: Duration = Duration::from_micros(200);
 
 struct Batch {
     started: Instant,
@@ -297,6 +333,8 @@ struct Engine<'a> {
     tag: u64,
     /// Partitions assigned and restored, kept here because asking librdkafka costs a copy.
     owned: BTreeSet<(String, i32)>,
+    phases: Phases,
+    phases_since: Instant,
 }
 
 enum Outcome {
@@ -316,19 +354,34 @@ impl Engine<'_> {
                 if self.batch.is_some() {
                     self.finish(handler)?;
                 }
+                self.phases.report(&self.spec.name);
                 tracing::info!(loop_name = %self.spec.name, ?self.stats, "stopped cleanly");
                 return Ok(());
             }
             // Delivery reports are served here: there is no background producer thread.
             self.producer.poll(Duration::ZERO);
-            let polled = self.consumer.poll(Duration::from_millis(20));
+            // With a batch open, only take what has already arrived: an empty queue closes it.
+            let wait = if self.batch.is_some() {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(20)
+            };
+            let t0 = Instant::now();
+            let polled = self.consumer.poll(wait);
+            let drained = polled.is_none();
+            let t1 = Instant::now();
+            self.phases.poll += t1 - t0;
             self.apply_rebalances(handler)?;
             match polled {
                 Some(Ok(m)) => {
                     // A rebalance that just revoked this record's partition makes it stale.
-                    if self.owned(m.topic(), m.partition())
-                        && let Err(e) = self.handle(handler, &m)
-                    {
+                    let handled = if self.owned(m.topic(), m.partition()) {
+                        self.handle(handler, &m)
+                    } else {
+                        Ok(())
+                    };
+                    self.phases.handle += t1.elapsed();
+                    if let Err(e) = handled {
                         tracing::warn!(loop_name = %self.spec.name, error = %e, "transient failure; retrying the batch");
                         self.abort(handler)?;
                         std::thread::sleep(backoff);
@@ -348,17 +401,25 @@ impl Engine<'_> {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
+            // Group commit: a batch closes as soon as the input runs dry, so a lightly loaded
+            // loop commits small batches quickly, while input that piles up during a commit
+            // makes the next batch larger, up to the size and time bounds.
             let due = self.batch.as_ref().is_some_and(|b| {
-                b.records >= self.settings.batch_max_records
+                drained
+                    || b.records >= self.settings.batch_max_records
                     || b.started.elapsed() >= self.settings.batch_max_wait()
             });
             if due && let Outcome::Committed = self.finish(handler)? {
                 backoff = Duration::from_millis(100);
             }
+            if self.phases_since.elapsed() >= Duration::from_secs(1) {
+                self.phases.report(&self.spec.name);
+                self.phases_since = Instant::now();
+            }
         }
     }
 
-    fn begin_if_needed(&mut self) -> Result<(), String> {
+    fn begin_if_needed<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), String> {
         if self.batch.is_none() {
             self.producer
                 .begin_transaction()
@@ -369,6 +430,11 @@ impl Engine<'_> {
                 start: BTreeMap::new(),
                 next: BTreeMap::new(),
             });
+            let mut out = Vec::new();
+            handler.on_begin(&mut out).map_err(|e| e.to_string())?;
+            for r in out {
+                self.send(r)?;
+            }
         }
         Ok(())
     }
@@ -379,7 +445,7 @@ impl Engine<'_> {
         if out.is_empty() {
             return Ok(());
         }
-        self.begin_if_needed()?;
+        self.begin_if_needed(handler)?;
         for r in out {
             self.send(r)?;
         }
@@ -433,27 +499,29 @@ impl Engine<'_> {
         handler: &mut H,
         m: &BorrowedMessage<'_>,
     ) -> Result<(), String> {
-        if self.batch.is_none() {
-            self.producer
-                .begin_transaction()
-                .map_err(|e| e.to_string())?;
-            self.batch = Some(Batch {
-                started: Instant::now(),
-                records: 0,
-                start: BTreeMap::new(),
-                next: BTreeMap::new(),
-            });
+        let tp = (m.topic().to_owned(), m.partition());
+        if let Err(e) = self.begin_if_needed(handler) {
+            // Nothing of this record was handled and the batch may not know its partition:
+            // make sure it is read again when the work is retried.
+            self.consumer
+                .seek(
+                    m.topic(),
+                    m.partition(),
+                    Offset::Offset(m.offset()),
+                    Duration::from_secs(10),
+                )
+                .map_err(|se| format!("{e}; rewinding failed: {se}"))?;
+            return Err(e);
+        }
+        if let Some(b) = self.batch.as_mut() {
+            // Noted before handling, so that a failure on this very record rewinds to it.
+            b.start.entry(tp.clone()).or_insert(m.offset());
         }
         let headers = m
             .headers()
             .map(|hs| {
                 hs.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                        )
-                    })
+                    .map(|h| (h.key, h.value.unwrap_or_default()))
                     .collect()
             })
             .unwrap_or_default();
@@ -487,8 +555,6 @@ impl Engine<'_> {
             self.send(r)?;
         }
         if let Some(b) = self.batch.as_mut() {
-            let tp = (input.topic.to_owned(), input.partition);
-            b.start.entry(tp.clone()).or_insert(input.offset);
             b.next.insert(tp, input.offset + 1);
             b.records += 1;
         }
@@ -499,7 +565,7 @@ impl Engine<'_> {
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
         for (k, v) in &r.headers {
             headers = headers.insert(Header {
-                key: k,
+                key: k.as_ref(),
                 value: Some(v.as_slice()),
             });
         }
@@ -527,7 +593,8 @@ impl Engine<'_> {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    self.producer.poll(Duration::from_millis(5));
+                    self.producer.poll(Duration::ZERO);
+                    std::thread::sleep(DELIVERY_WAIT);
                 }
                 Err((e, _)) => return Err(format!("produce to {}: {e}", r.topic)),
             }
@@ -539,20 +606,28 @@ impl Engine<'_> {
     /// rdkafka's own `flush` sleeps up to 100 ms between checks, which would cap a loop at about
     /// ten transactions a second; polling the producer directly returns as soon as the last
     /// report is in.
+    ///
+    /// It never asks rdkafka to poll with a timeout: its poll keeps calling librdkafka until the
+    /// deadline passes, and rounds the time left down to whole milliseconds, so the last
+    /// millisecond of every wait is a busy loop that starves the broker on a small machine.
+    /// Serving what is ready and sleeping briefly when nothing moved costs no CPU.
     fn flush(&self) -> Result<(), String> {
         let deadline = Instant::now() + self.txn_timeout;
+        let mut left = i32::MAX;
         loop {
             self.producer.poll(Duration::ZERO);
-            if self.producer.in_flight_count() == 0 {
+            let now_left = self.producer.in_flight_count();
+            if now_left == 0 {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "{} records not acknowledged in time",
-                    self.producer.in_flight_count()
-                ));
+                return Err(format!("{now_left} records not acknowledged in time"));
             }
-            self.producer.poll(Duration::from_millis(1));
+            // A served report may have more behind it: keep draining while the count falls.
+            if now_left >= left {
+                std::thread::sleep(DELIVERY_WAIT);
+            }
+            left = now_left;
         }
     }
 
@@ -577,6 +652,8 @@ impl Engine<'_> {
             Ok(()) => {
                 if let Some(b) = self.batch.take() {
                     self.stats.records += b.records as u64;
+                    self.phases.records += b.records as u64;
+                    self.phases.batches += 1;
                     tracing::debug!(loop_name = %self.spec.name, records = b.records,
                         open_ms = b.started.elapsed().as_millis() as u64, "batch committed");
                 }
@@ -596,15 +673,23 @@ impl Engine<'_> {
     fn try_commit<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), CommitError> {
         let t0 = Instant::now();
         self.flush().map_err(CommitError::Abort)?;
-        tracing::trace!(flush_ms = t0.elapsed().as_millis() as u64, "flushed");
+        let t_flushed = Instant::now();
+        self.phases.flush += t_flushed - t0;
         let delivered = self.take_deliveries().map_err(CommitError::Abort)?;
         let mut extra = Vec::new();
         handler
             .before_commit(&delivered, &mut extra)
             .map_err(|e| CommitError::Abort(e.to_string()))?;
-        for r in extra {
-            self.send(r).map_err(CommitError::Abort)?;
+        if !extra.is_empty() {
+            for r in extra {
+                self.send(r).map_err(CommitError::Abort)?;
+            }
+            // rdkafka's commit flushes whatever is still in flight by polling in steps of a
+            // full 100 ms; draining the late records here keeps the commit itself a round trip.
+            self.flush().map_err(CommitError::Abort)?;
         }
+        let t_before = Instant::now();
+        self.phases.before_commit += t_before - t_flushed;
         let Some(batch) = self.batch.as_ref() else {
             return Ok(());
         };
@@ -624,14 +709,11 @@ impl Engine<'_> {
                 .map_err(classify)?;
         }
         let t1 = Instant::now();
+        self.phases.offsets += t1 - t_before;
         self.producer
             .commit_transaction(self.txn_timeout)
             .map_err(classify)?;
-        tracing::trace!(
-            total_ms = t0.elapsed().as_millis() as u64,
-            commit_ms = t1.elapsed().as_millis() as u64,
-            "transaction committed"
-        );
+        self.phases.commit += t1.elapsed();
         self.take_deliveries().map_err(CommitError::Abort)?;
         Ok(())
     }

@@ -274,6 +274,25 @@ impl Codec {
         Ok(registered.id)
     }
 
+    /// Encodes like [`Codec::encode`] when the stream's schema id is already known, without a
+    /// runtime; `None` when the registry has to be asked first.
+    pub fn encode_known<T: WireRecord>(&self, record: &T) -> Option<Result<Vec<u8>, EncodeError>> {
+        let id = self.ids.read().ok()?.get(&T::STREAM).copied()?;
+        Some(encode_with_id(id, record))
+    }
+
+    /// Decodes like [`Codec::decode`] when the writer schema is already cached, without a
+    /// runtime; `None` when the registry has to be asked first.
+    pub fn decode_known<T: WireRecord>(&self, bytes: &[u8]) -> Option<Result<T, DecodeError>> {
+        match split_header(bytes) {
+            Err(e) => Some(Err(e)),
+            Ok((id, body)) => {
+                let writer = self.cached_writer(id)?;
+                Some(decode_body(&writer, body))
+            }
+        }
+    }
+
     /// Encodes a record for its stream's topic: `0x00`, schema id, Avro body.
     pub async fn encode<T: WireRecord>(&self, record: &T) -> Result<Vec<u8>, EncodeError> {
         let id = self.schema_id(T::STREAM).await?;

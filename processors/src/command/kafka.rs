@@ -76,6 +76,9 @@ where
     ctx: Arc<A::Context>,
     tuning: ProcessorTuning,
     partitions: HashMap<i32, PartitionState<A>>,
+    /// Topic names, built once: they are needed for every output record.
+    events_topic: String,
+    results_topic: String,
     /// Output tag → partition of the event it carries, to learn event offsets at commit.
     event_tags: HashMap<u64, i32>,
     next_tag: u64,
@@ -125,13 +128,29 @@ pub fn encode_blocking<T: streamcart_schemas::envelope::WireRecord>(
     codec: &Codec,
     record: &T,
 ) -> Result<Vec<u8>, HandleError> {
-    rt.block_on(codec.encode(record)).map_err(|e| {
+    let encoded = match codec.encode_known(record) {
+        Some(done) => done,
+        None => rt.block_on(codec.encode(record)),
+    };
+    encoded.map_err(|e| {
         if e.is_transient() {
             HandleError::Transient(e.to_string())
         } else {
             HandleError::permanent("encode.failed", e.to_string())
         }
     })
+}
+
+/// Decodes a record from a loop thread, entering the runtime only when the registry must be asked.
+pub fn decode_blocking<T: streamcart_schemas::envelope::WireRecord>(
+    rt: &tokio::runtime::Handle,
+    codec: &Codec,
+    bytes: &[u8],
+) -> Result<T, DecodeError> {
+    match codec.decode_known(bytes) {
+        Some(done) => done,
+        None => rt.block_on(codec.decode(bytes)),
+    }
 }
 
 /// Maps a decode failure to retry (registry unreachable) or dead letter (bad bytes).
@@ -158,6 +177,8 @@ where
         tuning: ProcessorTuning,
     ) -> Self {
         Self {
+            events_topic: topics.events(A::CONTEXT),
+            results_topic: topics.command_results(),
             settings,
             topics,
             codec,
@@ -185,10 +206,8 @@ where
                 let Some(bytes) = m.payload() else {
                     return Ok(());
                 };
-                let snap: Snapshot<A::State> = self
-                    .rt
-                    .block_on(self.codec.decode(bytes))
-                    .map_err(|e| e.to_string())?;
+                let snap: Snapshot<A::State> =
+                    decode_blocking(&self.rt, &self.codec, bytes).map_err(|e| e.to_string())?;
                 if snap.aggregate_id.is_empty() {
                     checkpoint = snap.event_offset;
                 } else {
@@ -215,10 +234,8 @@ where
                 let Some(bytes) = m.payload() else {
                     return Ok(());
                 };
-                let event: EventEnvelope<A::Event> = self
-                    .rt
-                    .block_on(self.codec.decode(bytes))
-                    .map_err(|e| e.to_string())?;
+                let event: EventEnvelope<A::Event> =
+                    decode_blocking(&self.rt, &self.codec, bytes).map_err(|e| e.to_string())?;
                 table.replay(&event).map_err(|e| e.to_string())?;
                 last_event_offset = Some(m.offset());
                 replayed += 1;
@@ -301,10 +318,8 @@ where
                 "command record has no value",
             ));
         };
-        let command: CommandEnvelope<A::Command> = self
-            .rt
-            .block_on(self.codec.decode(bytes))
-            .map_err(decode_failure)?;
+        let command: CommandEnvelope<A::Command> =
+            decode_blocking(&self.rt, &self.codec, bytes).map_err(decode_failure)?;
         if record.key != Some(command.aggregate_id.as_bytes()) {
             return Err(HandleError::permanent(
                 "command.key_mismatch",
@@ -328,12 +343,12 @@ where
         };
         let decided = part.table.handle(&command, &ctx, now_millis());
         part.events_since_checkpoint += decided.events.len() as u64;
-        let tp = trace.to_string().into_bytes();
+        let tp = trace.to_header();
         let content_type = headers::AVRO_CONTENT_TYPE.as_bytes().to_vec();
         for event in &decided.events {
             let bytes = self.encode(event)?;
             let mut r = OutRecord::new(
-                self.topics.events(A::CONTEXT),
+                self.events_topic.clone(),
                 Some(event.aggregate_id.as_bytes().to_vec()),
                 Some(bytes),
             );
@@ -350,7 +365,7 @@ where
         }
         let bytes = self.encode(&decided.result)?;
         let mut r = OutRecord::new(
-            self.topics.command_results(),
+            self.results_topic.clone(),
             Some(command.command_id.to_string().into_bytes()),
             Some(bytes),
         );
@@ -365,7 +380,7 @@ where
     fn before_commit(
         &mut self,
         delivered: &[Delivered],
-        out: &mut Vec<OutRecord>,
+        _out: &mut Vec<OutRecord>,
     ) -> Result<(), HandleError> {
         for d in delivered {
             if let Some(p) = self.event_tags.remove(&d.tag)
@@ -375,6 +390,15 @@ where
                     Some(part.last_event_offset.map_or(d.offset, |o| o.max(d.offset)));
             }
         }
+        Ok(())
+    }
+
+    // Snapshots and checkpoints are written at the start of the next transaction rather than
+    // at the end of this one: their event offsets are known by then and the state is the
+    // committed one, so they can be produced while the batch is handled instead of costing an
+    // extra round of acknowledgements before every commit. If that transaction aborts, the
+    // rollback marks them due again.
+    fn on_begin(&mut self, out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
         let now = now_millis();
         let every = self.tuning.checkpoint_every_events;
         let mut records = Vec::new();
