@@ -159,7 +159,8 @@ async fn latency_at(rate: f64, seconds: u64) -> anyhow::Result<Vec<f64>> {
 
 /// Runs the benchmark and prints its table.
 pub async fn run() -> anyhow::Result<()> {
-    let n: usize = env_num("BENCH_COMMANDS", 30_000);
+    // Large enough that both sides run at steady state, past the JVM tool's warm-up.
+    let n: usize = env_num("BENCH_COMMANDS", 200_000);
     let rounds: usize = env_num("BENCH_ROUNDS", 3);
     let mut peaks = Vec::new();
     let mut size = 0;
