@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ApiConfig;
@@ -56,7 +57,10 @@ pub async fn serve(
                 .await
                 .map_err(ServeError::Tls)?;
             tracing::info!(%addr, "serving HTTPS");
-            axum_server::bind_rustls(addr, tls)
+            // Small responses must leave at once, not wait for Nagle's algorithm.
+            let acceptor = RustlsAcceptor::new(tls).acceptor(NoDelayAcceptor::new());
+            axum_server::bind(addr)
+                .acceptor(acceptor)
                 .handle(handle)
                 .serve(app)
                 .await
@@ -65,6 +69,7 @@ pub async fn serve(
         (None, None) => {
             tracing::info!(%addr, "serving HTTP");
             axum_server::bind(addr)
+                .acceptor(NoDelayAcceptor::new())
                 .handle(handle)
                 .serve(app)
                 .await
