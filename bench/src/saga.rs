@@ -264,7 +264,8 @@ pub async fn run() -> anyhow::Result<()> {
     };
     lat.sort_by(|a, b| a.total_cmp(b));
 
-    let perf_records = (n as f64 * RECORDS_PER_ORDER) as usize;
+    // At least 200,000 records, so the tool is measured past its JVM warm-up.
+    let perf_records = ((n as f64 * RECORDS_PER_ORDER) as usize).max(200_000);
     let topic = format!("{}perf", harness::prefix("ceiling"));
     harness::create_topics(std::slice::from_ref(&topic)).await?;
     let records_per_s = tokio::task::spawn_blocking(move || {
