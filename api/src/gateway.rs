@@ -478,7 +478,8 @@ fn kafka_unavailable(reason: &str) -> ApiError {
     }
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the epoch (UTC): the edge's only clock, for command times.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

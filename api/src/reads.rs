@@ -282,25 +282,13 @@ impl ReadModels {
         sku: &str,
         min_version: Option<u64>,
     ) -> Result<Option<ProductRow>, ApiError> {
-        let loaded = self.load_product(sku).await?;
-        match min_version {
-            None => Ok(loaded),
-            Some(wanted) => {
-                let this = Arc::clone(self);
-                let sku = sku.to_owned();
-                wait_for_version(
-                    loaded,
-                    wanted,
-                    self.version_wait,
-                    |r| r.version,
-                    move || {
-                        let (this, sku) = (Arc::clone(&this), sku.clone());
-                        async move { this.load_product(&sku).await }
-                    },
-                )
-                .await
-            }
-        }
+        at_version(
+            min_version,
+            self.version_wait,
+            |r: &ProductRow| r.version,
+            || self.load_product(sku),
+        )
+        .await
     }
 
     /// One collapsed ScyllaDB load of `sku`, filling the cache with what it finds.
@@ -352,15 +340,16 @@ impl ReadModels {
         sku: &str,
         min_version: Option<u64>,
     ) -> Result<Option<StockRow>, ApiError> {
-        let once = || async {
-            let store = read(&self.stores.stock);
-            self.stored(store.stock(sku)).await.map_err(ApiError::from)
-        };
-        let first = once().await?;
-        match min_version {
-            None => Ok(first),
-            Some(v) => wait_for_version(first, v, self.version_wait, |r| r.version, once).await,
-        }
+        at_version(
+            min_version,
+            self.version_wait,
+            |r: &StockRow| r.version,
+            || async {
+                let store = read(&self.stores.stock);
+                self.stored(store.stock(sku)).await.map_err(ApiError::from)
+            },
+        )
+        .await
     }
 
     /// The order `order_id`; with `min_version`, waits (bounded) until the read model holds it.
@@ -369,17 +358,18 @@ impl ReadModels {
         order_id: &str,
         min_version: Option<u64>,
     ) -> Result<Option<OrderRow>, ApiError> {
-        let once = || async {
-            let store = read(&self.stores.orders);
-            self.stored(store.order(order_id))
-                .await
-                .map_err(ApiError::from)
-        };
-        let first = once().await?;
-        match min_version {
-            None => Ok(first),
-            Some(v) => wait_for_version(first, v, self.version_wait, |r| r.version, once).await,
-        }
+        at_version(
+            min_version,
+            self.version_wait,
+            |r: &OrderRow| r.version,
+            || async {
+                let store = read(&self.stores.orders);
+                self.stored(store.order(order_id))
+                    .await
+                    .map_err(ApiError::from)
+            },
+        )
+        .await
     }
 
     /// One page of a customer's orders, newest first, after `before`.
@@ -408,6 +398,24 @@ impl ReadModels {
             None => false,
         };
         (scylla, redis)
+    }
+}
+
+/// Reads once with `read`; with `min_version`, re-reads until the row reaches it (bounded).
+async fn at_version<T, F, Fut>(
+    min_version: Option<u64>,
+    limit: Duration,
+    version: impl Fn(&T) -> u64,
+    read: F,
+) -> Result<Option<T>, ApiError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Option<T>, ApiError>>,
+{
+    let first = read().await?;
+    match min_version {
+        None => Ok(first),
+        Some(wanted) => wait_for_version(first, wanted, limit, version, read).await,
     }
 }
 

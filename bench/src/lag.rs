@@ -165,14 +165,7 @@ pub async fn run() -> anyhow::Result<()> {
     }
     producer.flush(Duration::from_secs(30))?;
     let store = CassandraStore::connect(&nodes, &keyspace).await?;
-    let cache = ProductCache::connect(
-        &redis,
-        CacheOptions {
-            prefix: format!("{prefix}streamcart:product:"),
-            ..CacheOptions::default()
-        },
-    )
-    .await?;
+    let cache = ProductCache::connect(&redis, CacheOptions::for_topic_prefix(&prefix)).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while store
         .product(&format!("LAG-{:03}", SKUS - 1))

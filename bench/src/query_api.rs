@@ -478,14 +478,7 @@ pub async fn run() -> anyhow::Result<()> {
     let (redis_host, redis_port) = redis_address(&redis);
 
     let store = CassandraStore::connect(&nodes, &keyspace).await?;
-    let cache = ProductCache::connect(
-        &redis,
-        CacheOptions {
-            prefix: format!("{prefix}streamcart:product:"),
-            ..CacheOptions::default()
-        },
-    )
-    .await?;
+    let cache = ProductCache::connect(&redis, CacheOptions::for_topic_prefix(&prefix)).await?;
     let rows: Vec<ProductRow> = (0..SKUS)
         .map(|i| ProductRow {
             sku: sku(i),

@@ -74,10 +74,7 @@ async fn deps(cfg: &Config, with_cache: bool) -> anyhow::Result<ProjectorDeps> {
     let active = store.active_generation(Products::NAME).await.ok();
     tracing::debug!(?active, "store connected");
     let cache = if with_cache {
-        let options = CacheOptions {
-            prefix: format!("{}streamcart:product:", cfg.topic_prefix),
-            ..CacheOptions::default()
-        };
+        let options = CacheOptions::for_topic_prefix(&cfg.topic_prefix);
         Some(
             ProductCache::connect(&cfg.redis_url, options)
                 .await

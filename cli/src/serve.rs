@@ -25,7 +25,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let topics = Topics::with_prefix(cfg.topic_prefix.clone());
     let verifier = Verifier::new(&cfg.api.jwt).context("JWT configuration")?;
     // The edge can serve reads with Kafka down, so topics it writes to are created if it can.
-    let mut specs: Vec<TopicSpec> = [Context::Catalog, Context::Inventory, Context::Orders]
+    let specs: Vec<TopicSpec> = [Context::Catalog, Context::Inventory, Context::Orders]
         .into_iter()
         .map(|ctx| topics.commands(ctx))
         .chain([topics.command_results()])
@@ -35,7 +35,6 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             retention: Retention::Forever,
         })
         .collect();
-    specs.dedup_by(|a, b| a.name == b.name);
     match tokio::time::timeout(Duration::from_secs(10), ensure_topics(&cfg.kafka, &specs)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot create the command topics now"),
@@ -44,10 +43,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
     let store = connect_store(&cfg, &shutdown).await?;
     let metrics = Arc::new(Metrics::default());
-    let cache_options = CacheOptions {
-        prefix: format!("{}streamcart:product:", cfg.topic_prefix),
-        ..CacheOptions::default()
-    };
+    let cache_options = CacheOptions::for_topic_prefix(&cfg.topic_prefix);
     let reads = ReadModels::open(
         store,
         cfg.redis_url.clone(),

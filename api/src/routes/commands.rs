@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
-use crate::gateway::{Poll, Reply, Send};
+use crate::gateway::{Poll, Reply, Send, now_ms};
 use crate::state::AppState;
 
 /// Largest price or amount accepted, in minor units.
@@ -495,11 +495,4 @@ pub async fn command_status(
         Poll::Waiting(aggregate_id) => Ok(pending(id, &aggregate_id)),
         Poll::Unknown => Err(ApiError::not_found(format!("command {id}"))),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

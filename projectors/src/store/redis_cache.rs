@@ -116,6 +116,17 @@ pub struct CacheOptions {
     pub ttl: Duration,
 }
 
+impl CacheOptions {
+    /// The default options with keys under `topic_prefix`, so deployments (and test runs)
+    /// sharing one Redis keep apart exactly as their topics do.
+    pub fn for_topic_prefix(topic_prefix: &str) -> Self {
+        Self {
+            prefix: format!("{topic_prefix}{}", Self::default().prefix),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for CacheOptions {
     fn default() -> Self {
         Self {
