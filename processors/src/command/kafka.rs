@@ -58,6 +58,8 @@ where
     /// Offset of the last event written to this partition (committed view).
     last_event_offset: Option<i64>,
     events_since_checkpoint: u64,
+    /// `events_since_checkpoint` when the batch under commit was sealed.
+    sealed_since_checkpoint: u64,
     /// Values at the last commit, restored on abort.
     committed: (Option<i64>, u64),
 }
@@ -82,6 +84,8 @@ where
     /// Output tag → partition of the event it carries, to learn event offsets at commit.
     event_tags: HashMap<u64, i32>,
     next_tag: u64,
+    /// Last tag given out before the batch under commit was sealed.
+    sealed_tag: u64,
 }
 
 impl<A: Bound> std::fmt::Debug for CommandHandler<A>
@@ -188,6 +192,7 @@ where
             partitions: HashMap::new(),
             event_tags: HashMap::new(),
             next_tag: 1 << 40,
+            sealed_tag: 1 << 40,
         }
     }
 
@@ -255,6 +260,7 @@ where
             table,
             last_event_offset,
             events_since_checkpoint: replayed,
+            sealed_since_checkpoint: replayed,
             committed: (last_event_offset, replayed),
         })
     }
@@ -377,11 +383,7 @@ where
         Ok(())
     }
 
-    fn before_commit(
-        &mut self,
-        delivered: &[Delivered],
-        _out: &mut Vec<OutRecord>,
-    ) -> Result<(), HandleError> {
+    fn on_delivered(&mut self, delivered: &[Delivered]) {
         for d in delivered {
             if let Some(p) = self.event_tags.remove(&d.tag)
                 && let Some(part) = self.partitions.get_mut(&p)
@@ -390,14 +392,15 @@ where
                     Some(part.last_event_offset.map_or(d.offset, |o| o.max(d.offset)));
             }
         }
-        Ok(())
     }
 
     // Snapshots and checkpoints are written at the start of the next transaction rather than
-    // at the end of this one: their event offsets are known by then and the state is the
-    // committed one, so they can be produced while the batch is handled instead of costing an
-    // extra round of acknowledgements before every commit. If that transaction aborts, the
-    // rollback marks them due again.
+    // at the end of this one: the offsets of the committed events are known by then, so they
+    // can be produced while the batch is handled instead of costing an extra round of
+    // acknowledgements before every commit. The state may already include input of the new
+    // transaction (handled while the previous one committed); a snapshot of it commits
+    // atomically with the events it covers. If that transaction aborts, the rollback marks
+    // them due again.
     fn on_begin(&mut self, out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
         let now = now_millis();
         let every = self.tuning.checkpoint_every_events;
@@ -450,11 +453,22 @@ where
         Ok(())
     }
 
-    fn on_commit(&mut self) {
-        self.event_tags.clear();
+    fn on_seal(&mut self) {
+        self.sealed_tag = self.next_tag;
         for part in self.partitions.values_mut() {
-            part.table.commit();
-            part.committed = (part.last_event_offset, part.events_since_checkpoint);
+            part.table.seal();
+            part.sealed_since_checkpoint = part.events_since_checkpoint;
+        }
+    }
+
+    fn on_commit(&mut self) {
+        // Events of the sealed batch that did not report back (none should) are forgotten;
+        // those of the batch handled since are still to be delivered.
+        let sealed = self.sealed_tag;
+        self.event_tags.retain(|tag, _| *tag > sealed);
+        for part in self.partitions.values_mut() {
+            part.table.commit_sealed();
+            part.committed = (part.last_event_offset, part.sealed_since_checkpoint);
         }
     }
 
