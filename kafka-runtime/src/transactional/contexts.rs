@@ -51,7 +51,8 @@ fn tpl_pairs(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
         .collect()
 }
 
-/// Delivery reports not yet taken by the loop, shared with the commit thread.
+/// Delivery reports not yet taken by the loop, folded into the highest offset per partition
+/// (one entry per partition written, not one per record), shared with the commit thread.
 #[derive(Clone, Default)]
 pub(super) struct DeliveryLog {
     pub(super) delivered: Arc<Mutex<Vec<Delivered>>>,
@@ -66,18 +67,24 @@ pub(super) struct ProduceContext {
 impl ClientContext for ProduceContext {}
 
 impl ProducerContext for ProduceContext {
-    type DeliveryOpaque = Box<u64>;
+    type DeliveryOpaque = ();
 
-    fn delivery(&self, result: &DeliveryResult<'_>, tag: Self::DeliveryOpaque) {
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
         match result {
             Ok(m) => {
                 if let Ok(mut d) = self.log.delivered.lock() {
-                    d.push(Delivered {
-                        tag: *tag,
-                        topic: m.topic().to_owned(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                    });
+                    let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+                    match d
+                        .iter_mut()
+                        .find(|w| w.partition == partition && w.topic == topic)
+                    {
+                        Some(w) => w.offset = w.offset.max(offset),
+                        None => d.push(Delivered {
+                            topic: topic.to_owned(),
+                            partition,
+                            offset,
+                        }),
+                    }
                 }
             }
             Err((e, _)) => {

@@ -69,7 +69,6 @@ pub(super) fn run<H: TxnHandler>(
         batch: None,
         sealed: None,
         stats: LoopStats::default(),
-        tag: 0,
         owned: BTreeSet::new(),
         backoff: MIN_BACKOFF,
         phases: Phases::default(),
@@ -124,7 +123,6 @@ struct Engine<'a> {
     /// The batch whose commit runs on the commit thread.
     sealed: Option<Batch>,
     stats: LoopStats,
-    tag: u64,
     /// Partitions assigned and restored, kept here because asking librdkafka costs a copy.
     owned: BTreeSet<(String, i32)>,
     backoff: Duration,
@@ -174,7 +172,6 @@ impl Engine<'_> {
                     } else {
                         Ok(())
                     };
-                    self.phases.handle += t1.elapsed();
                     if let Err(e) = handled {
                         tracing::warn!(loop_name = %self.spec.name, error = %e, "transient failure; retrying the batch");
                         self.abort(handler)?;
@@ -193,13 +190,16 @@ impl Engine<'_> {
                 self.pause();
                 continue;
             }
+            // One clock reading per turn serves the phase times and the batch's age.
+            let now = Instant::now();
+            self.phases.handle += now - t1;
             // Group commit: a batch closes as soon as the input runs dry, so a lightly loaded
             // loop commits small batches quickly, while input that piles up during a commit
             // makes the next batch larger, up to the size and time bounds.
             let due = self.batch.as_ref().is_some_and(|b| {
                 drained
                     || b.records >= self.settings.batch_max_records
-                    || b.started.elapsed() >= self.settings.batch_max_wait()
+                    || now - b.started >= self.settings.batch_max_wait()
             });
             if due && !self.committer.busy() {
                 self.seal(handler)?;
@@ -207,9 +207,9 @@ impl Engine<'_> {
                 // Nothing to handle: wait for the commit instead of spinning.
                 self.settle(handler, Some(COMMIT_WAIT))?;
             }
-            if self.phases_since.elapsed() >= Duration::from_secs(1) {
+            if now - self.phases_since >= Duration::from_secs(1) {
                 self.phases.report(&self.spec.name);
-                self.phases_since = Instant::now();
+                self.phases_since = now;
             }
         }
     }
@@ -376,17 +376,10 @@ impl Engine<'_> {
         for (k, v) in &r.headers {
             headers = headers.insert(Header {
                 key: k.as_ref(),
-                value: Some(v.as_slice()),
+                value: Some(v.as_ref()),
             });
         }
-        let tag = if r.tag == 0 {
-            self.tag += 1;
-            self.tag
-        } else {
-            r.tag
-        };
-        let mut record: BaseRecord<'_, [u8], [u8], Box<u64>> =
-            BaseRecord::with_opaque_to(&r.topic, Box::new(tag)).headers(headers);
+        let mut record: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(&r.topic).headers(headers);
         if let Some(k) = r.key.as_deref() {
             record = record.key(k);
         }
@@ -448,9 +441,10 @@ impl Engine<'_> {
         handler: &mut H,
         wait: Option<Duration>,
     ) -> Result<(), RuntimeError> {
-        let t0 = Instant::now();
+        let blocking = wait != Some(Duration::ZERO);
+        let t0 = blocking.then(Instant::now);
         let report = self.committer.report(wait);
-        if wait != Some(Duration::ZERO) {
+        if let Some(t0) = t0 {
             self.phases.stall += t0.elapsed();
         }
         let Some(report) = report else {

@@ -20,6 +20,7 @@ mod contexts;
 mod engine;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -56,44 +57,39 @@ impl<'a> InputRecord<'a> {
 /// A record to produce in the current transaction.
 #[derive(Debug, Clone)]
 pub struct OutRecord {
-    /// Destination topic.
-    pub topic: String,
+    /// Destination topic (shared: handlers write many records to few topics).
+    pub topic: Arc<str>,
     /// Explicit partition; `None` lets the murmur2 partitioner place the key.
     pub partition: Option<i32>,
     /// Record key.
     pub key: Option<Vec<u8>>,
     /// Record value (`None` is a tombstone).
     pub payload: Option<Vec<u8>>,
-    /// Headers; names are mostly constants, so they are not copied.
-    pub headers: Vec<(Cow<'static, str>, Vec<u8>)>,
-    /// Handler-chosen tag, echoed in [`Delivered`] so the handler can learn where it landed.
-    pub tag: u64,
+    /// Headers; names and many values are constants, so they are not copied.
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, [u8]>)>,
 }
 
 impl OutRecord {
     /// A record for `topic` with no headers, placed by key.
-    pub fn new(topic: impl Into<String>, key: Option<Vec<u8>>, payload: Option<Vec<u8>>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, key: Option<Vec<u8>>, payload: Option<Vec<u8>>) -> Self {
         Self {
             topic: topic.into(),
             partition: None,
             key,
             payload,
             headers: Vec::new(),
-            tag: 0,
         }
     }
 }
 
-/// Where a tagged output record landed (known once the batch is flushed, before commit).
+/// The highest offset a committed batch wrote to one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
-    /// The tag given in [`OutRecord::tag`].
-    pub tag: u64,
     /// Topic written.
     pub topic: String,
     /// Partition written.
     pub partition: i32,
-    /// Offset written.
+    /// Highest offset written there.
     pub offset: i64,
 }
 
@@ -125,8 +121,8 @@ pub trait TxnHandler {
     /// belongs to the next batch. Handlers that keep undo state start a new layer here, so that
     /// [`on_commit`](Self::on_commit) can settle the sealed batch alone.
     fn on_seal(&mut self) {}
-    /// Where the sealed batch's tagged records landed; called after its commit succeeded,
-    /// right before [`on_commit`](Self::on_commit).
+    /// The highest offset the sealed batch wrote to each partition; called after its commit
+    /// succeeded, right before [`on_commit`](Self::on_commit).
     fn on_delivered(&mut self, _delivered: &[Delivered]) {}
     /// The sealed batch committed: its effects are durable. Anything handled after the seal
     /// is still pending.

@@ -79,13 +79,9 @@ where
     tuning: ProcessorTuning,
     partitions: HashMap<i32, PartitionState<A>>,
     /// Topic names, built once: they are needed for every output record.
-    events_topic: String,
-    results_topic: String,
-    /// Output tag → partition of the event it carries, to learn event offsets at commit.
-    event_tags: HashMap<u64, i32>,
-    next_tag: u64,
-    /// Last tag given out before the batch under commit was sealed.
-    sealed_tag: u64,
+    events_topic: Arc<str>,
+    results_topic: Arc<str>,
+    snapshots_topic: Arc<str>,
 }
 
 impl<A: Bound> std::fmt::Debug for CommandHandler<A>
@@ -181,8 +177,9 @@ where
         tuning: ProcessorTuning,
     ) -> Self {
         Self {
-            events_topic: topics.events(A::CONTEXT),
-            results_topic: topics.command_results(),
+            events_topic: topics.events(A::CONTEXT).into(),
+            results_topic: topics.command_results().into(),
+            snapshots_topic: topics.snapshots(A::CONTEXT).into(),
             settings,
             topics,
             codec,
@@ -190,9 +187,6 @@ where
             ctx,
             tuning,
             partitions: HashMap::new(),
-            event_tags: HashMap::new(),
-            next_tag: 1 << 40,
-            sealed_tag: 1 << 40,
         }
     }
 
@@ -279,7 +273,7 @@ where
     ) -> Result<OutRecord, HandleError> {
         let bytes = self.encode(snapshot)?;
         let mut r = OutRecord::new(
-            self.topics.snapshots(A::CONTEXT),
+            self.snapshots_topic.clone(),
             Some(snapshot.aggregate_id.as_bytes().to_vec()),
             Some(bytes),
         );
@@ -287,7 +281,7 @@ where
         r.partition = Some(partition);
         r.headers.push((
             headers::CONTENT_TYPE.into(),
-            headers::AVRO_CONTENT_TYPE.as_bytes().to_vec(),
+            headers::AVRO_CONTENT_TYPE.as_bytes().into(),
         ));
         Ok(r)
     }
@@ -350,7 +344,7 @@ where
         let decided = part.table.handle(&command, &ctx, now_millis());
         part.events_since_checkpoint += decided.events.len() as u64;
         let tp = trace.to_header();
-        let content_type = headers::AVRO_CONTENT_TYPE.as_bytes().to_vec();
+        let content_type = headers::AVRO_CONTENT_TYPE.as_bytes();
         for event in &decided.events {
             let bytes = self.encode(event)?;
             let mut r = OutRecord::new(
@@ -361,12 +355,9 @@ where
             // Events stay in their command's partition (co-partitioned topics).
             r.partition = Some(record.partition);
             r.headers = vec![
-                (headers::TRACEPARENT.into(), tp.clone()),
-                (headers::CONTENT_TYPE.into(), content_type.clone()),
+                (headers::TRACEPARENT.into(), tp.clone().into()),
+                (headers::CONTENT_TYPE.into(), content_type.into()),
             ];
-            self.next_tag += 1;
-            r.tag = self.next_tag;
-            self.event_tags.insert(r.tag, record.partition);
             out.push(r);
         }
         let bytes = self.encode(&decided.result)?;
@@ -376,8 +367,8 @@ where
             Some(bytes),
         );
         r.headers = vec![
-            (headers::TRACEPARENT.into(), tp),
-            (headers::CONTENT_TYPE.into(), content_type),
+            (headers::TRACEPARENT.into(), tp.into()),
+            (headers::CONTENT_TYPE.into(), content_type.into()),
         ];
         out.push(r);
         Ok(())
@@ -385,8 +376,8 @@ where
 
     fn on_delivered(&mut self, delivered: &[Delivered]) {
         for d in delivered {
-            if let Some(p) = self.event_tags.remove(&d.tag)
-                && let Some(part) = self.partitions.get_mut(&p)
+            if *d.topic == *self.events_topic
+                && let Some(part) = self.partitions.get_mut(&d.partition)
             {
                 part.last_event_offset =
                     Some(part.last_event_offset.map_or(d.offset, |o| o.max(d.offset)));
@@ -454,7 +445,6 @@ where
     }
 
     fn on_seal(&mut self) {
-        self.sealed_tag = self.next_tag;
         for part in self.partitions.values_mut() {
             part.table.seal();
             part.sealed_since_checkpoint = part.events_since_checkpoint;
@@ -462,10 +452,6 @@ where
     }
 
     fn on_commit(&mut self) {
-        // Events of the sealed batch that did not report back (none should) are forgotten;
-        // those of the batch handled since are still to be delivered.
-        let sealed = self.sealed_tag;
-        self.event_tags.retain(|tag, _| *tag > sealed);
         for part in self.partitions.values_mut() {
             part.table.commit_sealed();
             part.committed = (part.last_event_offset, part.sealed_since_checkpoint);
@@ -473,7 +459,6 @@ where
     }
 
     fn on_abort(&mut self) {
-        self.event_tags.clear();
         for part in self.partitions.values_mut() {
             part.table.rollback();
             (part.last_event_offset, part.events_since_checkpoint) = part.committed;

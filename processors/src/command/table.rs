@@ -152,7 +152,8 @@ where
     }
 
     fn touch(&mut self, aggregate_id: &str) {
-        if self.touched.insert(aggregate_id.to_owned()) {
+        if !self.touched.contains(aggregate_id) {
+            self.touched.insert(aggregate_id.to_owned());
             let before = self.entries.get(aggregate_id).cloned();
             self.undo.push((aggregate_id.to_owned(), before));
         }
@@ -196,8 +197,15 @@ where
                 }),
             };
         }
-        let state = current.map(|e| e.state.clone()).unwrap_or_default();
-        match A::decide(&state, &command.payload, ctx) {
+        let fresh;
+        let state = match current {
+            Some(e) => &e.state,
+            None => {
+                fresh = A::State::default();
+                &fresh
+            }
+        };
+        match A::decide(state, &command.payload, ctx) {
             Err(rejection) => {
                 self.remember(id, command.command_id, version);
                 Decided {
@@ -228,7 +236,7 @@ where
                 }
                 let version = entry.version;
                 entry.remember(command.command_id, version, self.policy.recent_commands);
-                if !envelopes.is_empty() {
+                if !envelopes.is_empty() && !self.dirty.contains(id) {
                     self.dirty.insert(id.to_owned());
                 }
                 Decided {

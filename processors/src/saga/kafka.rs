@@ -72,11 +72,11 @@ impl CommandWriter {
         r.headers = vec![
             (
                 headers::TRACEPARENT.into(),
-                trace.child().to_string().into_bytes(),
+                trace.child().to_string().into_bytes().into(),
             ),
             (
                 headers::CONTENT_TYPE.into(),
-                headers::AVRO_CONTENT_TYPE.as_bytes().to_vec(),
+                headers::AVRO_CONTENT_TYPE.as_bytes().into(),
             ),
         ];
         Ok(r)
