@@ -42,7 +42,7 @@ impl Default for ProcessorTuning {
     fn default() -> Self {
         Self {
             snapshots: SnapshotPolicy::default(),
-            checkpoint_every_events: 2_000,
+            checkpoint_every_events: 20_000,
             restore_timeout: Duration::from_secs(120),
         }
     }

@@ -26,7 +26,7 @@ pub struct SnapshotPolicy {
 impl Default for SnapshotPolicy {
     fn default() -> Self {
         Self {
-            every_events: 100,
+            every_events: 1_000,
             recent_commands: 256,
         }
     }
