@@ -81,8 +81,11 @@ impl Default for Config {
 impl Default for ProcessorConfig {
     fn default() -> Self {
         Self {
-            snapshot_every_events: 100,
-            checkpoint_every_events: 2_000,
+            // A snapshot carries the aggregate's recent command ids (kilobytes), so frequent
+            // ones outweigh the events themselves; replay on restore is bounded by the
+            // partition checkpoint instead.
+            snapshot_every_events: 1_000,
+            checkpoint_every_events: 20_000,
             recent_commands: 256,
         }
     }

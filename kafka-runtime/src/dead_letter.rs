@@ -20,28 +20,34 @@ pub fn dead_letter(
         input.payload.map(<[u8]>::to_vec),
     );
     out.headers = vec![
-        (headers::DLQ_KIND.into(), kind.as_bytes().to_vec()),
-        (headers::DLQ_REASON.into(), reason.as_bytes().to_vec()),
+        (headers::DLQ_KIND.into(), kind.as_bytes().to_vec().into()),
+        (
+            headers::DLQ_REASON.into(),
+            reason.as_bytes().to_vec().into(),
+        ),
         (
             headers::DLQ_SOURCE_TOPIC.into(),
-            input.topic.as_bytes().to_vec(),
+            input.topic.as_bytes().to_vec().into(),
         ),
         (
             headers::DLQ_SOURCE_PARTITION.into(),
-            input.partition.to_string().into_bytes(),
+            input.partition.to_string().into_bytes().into(),
         ),
         (
             headers::DLQ_SOURCE_OFFSET.into(),
-            input.offset.to_string().into_bytes(),
+            input.offset.to_string().into_bytes().into(),
         ),
-        (headers::DLQ_PROCESSOR.into(), processor.as_bytes().to_vec()),
+        (
+            headers::DLQ_PROCESSOR.into(),
+            processor.as_bytes().to_vec().into(),
+        ),
     ];
     // The original headers (trace context included) stay with the record.
     out.headers.extend(
         input
             .headers
             .iter()
-            .map(|(k, v)| (Cow::Owned((*k).to_owned()), v.to_vec())),
+            .map(|(k, v)| (Cow::Owned((*k).to_owned()), Cow::Owned(v.to_vec()))),
     );
     out
 }

@@ -18,9 +18,12 @@ pub enum RuntimeError {
         /// What went wrong.
         reason: String,
     },
-    /// Invalid configuration.
+    /// Invalid configuration, or the loop's own bookkeeping failed.
     #[error("configuration: {0}")]
     Config(String),
+    /// A thread the loop needs could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// How handling one input record failed, which decides between dead-letter and retry.

@@ -47,7 +47,10 @@ impl KafkaSettings {
     pub fn transactional_producer(&self, transactional_id: &str) -> ClientConfig {
         let mut c = self.producer();
         // librdkafka requires a record's delivery deadline to fit inside its transaction.
+        // Loops write many records per transaction and commit in the background, so a longer
+        // linger than interactive producers use buys fuller produce requests at no visible cost.
         c.set("transactional.id", transactional_id)
+            .set("linger.ms", "5")
             .set(
                 "transaction.timeout.ms",
                 self.transaction_timeout_ms.to_string(),

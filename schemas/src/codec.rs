@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::writer::datum::GenericDatumWriter;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::error::SRCError;
@@ -21,7 +20,7 @@ use schema_registry_converter::schema_registry_common::{
     SchemaType, SubjectNameStrategy, SuppliedSchema,
 };
 
-use crate::contract::{local_schema, resolved};
+use crate::contract::{datum_io, is_local_canonical, local_schema};
 use crate::envelope::WireRecord;
 use crate::error::{DecodeError, EncodeError, SchemaError};
 use crate::topics::{Stream, Topics};
@@ -64,15 +63,11 @@ pub fn frame(schema_id: u32, body: &[u8]) -> Vec<u8> {
 /// Encodes a record under a known schema id, without any I/O.
 pub fn encode_with_id<T: WireRecord>(schema_id: u32, record: &T) -> Result<Vec<u8>, EncodeError> {
     let value = record.to_avro()?;
-    let (schema, names) = resolved(T::STREAM)?;
+    let (writer, _) = datum_io(T::STREAM)?;
     let avro = |source| EncodeError::Avro {
         schema: crate::contract::full_name(T::STREAM).to_owned(),
         source,
     };
-    let writer = GenericDatumWriter::builder(schema)
-        .resolved_schemata(names.clone())
-        .build()
-        .map_err(avro)?;
     let mut out = Vec::with_capacity(256);
     out.push(MAGIC_BYTE);
     out.extend_from_slice(&schema_id.to_be_bytes());
@@ -85,7 +80,9 @@ pub fn encode_with_id<T: WireRecord>(schema_id: u32, record: &T) -> Result<Vec<u
 pub struct WriterSchema {
     id: u32,
     full_name: String,
-    canonical: String,
+    /// Identical (by Parsing Canonical Form) to this build's schema of its stream: records
+    /// decode with the prebuilt reader, without schema resolution.
+    is_local: bool,
     schema: Schema,
 }
 
@@ -96,11 +93,11 @@ impl WriterSchema {
             .name()
             .map(|n| n.fullname(None))
             .unwrap_or_else(|| "<unnamed>".to_owned());
-        let canonical = schema.canonical_form();
+        let is_local = is_local_canonical(&schema.canonical_form());
         Self {
             id,
             full_name,
-            canonical,
+            is_local,
             schema,
         }
     }
@@ -138,13 +135,11 @@ pub fn decode_body<T: WireRecord>(writer: &WriterSchema, body: &[u8]) -> Result<
     }
     let corrupt = |source| DecodeError::CorruptBody { id, source };
     let mut cursor = Cursor::new(body);
-    let value = if writer.canonical == local.canonical {
-        let (schema, names) = resolved(T::STREAM)?;
-        GenericDatumReader::builder(schema)
-            .resolved_writer_schemata(names.clone())
-            .build()
-            .and_then(|r| r.read_value(&mut cursor))
-            .map_err(corrupt)?
+    // The writer's schema is this build's own when its canonical form is one of ours and its
+    // name is this stream's (checked above).
+    let value = if writer.is_local {
+        let (_, reader) = datum_io(T::STREAM)?;
+        reader.read_value(&mut cursor).map_err(corrupt)?
     } else {
         GenericDatumReader::builder(&writer.schema)
             .reader_schema(&local.schema)

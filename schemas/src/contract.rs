@@ -8,7 +8,9 @@
 use std::sync::LazyLock;
 
 use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema::ResolvedSchema;
+use apache_avro::writer::datum::GenericDatumWriter;
 
 use crate::error::SchemaError;
 use crate::topics::{Context, Stream, StreamKind};
@@ -55,17 +57,36 @@ pub struct LocalSchema {
 
 static SCHEMAS: LazyLock<Result<Vec<LocalSchema>, SchemaError>> = LazyLock::new(assemble);
 
-static RESOLVED: LazyLock<Result<Vec<ResolvedSchema<'static>>, SchemaError>> =
-    LazyLock::new(|| {
-        let schemas = SCHEMAS.as_ref().map_err(Clone::clone)?;
-        schemas
-            .iter()
-            .map(|s| {
-                ResolvedSchema::try_from(&s.schema)
-                    .map_err(|e| SchemaError(format!("{}: {e}", s.full_name)))
-            })
-            .collect()
-    });
+/// A datum writer and reader per stream, for this build's own schema: building them resolves
+/// the schema's named types, which is too costly to repeat for every record.
+struct DatumIo {
+    writer: GenericDatumWriter<'static>,
+    reader: GenericDatumReader<'static>,
+}
+
+static DATUM_IO: LazyLock<Result<Vec<DatumIo>, SchemaError>> = LazyLock::new(|| {
+    let schemas = SCHEMAS.as_ref().map_err(Clone::clone)?;
+    schemas
+        .iter()
+        .map(|s| {
+            let failed = |e: apache_avro::Error| SchemaError(format!("{}: {e}", s.full_name));
+            let names = ResolvedSchema::try_from(&s.schema).map_err(failed)?;
+            // Values come from the typed mapping, whose every shape the tests encode; checking
+            // each value against the schema again costs a few percent of a processor, so
+            // release builds trust the mapping while debug builds (all tests) still check.
+            let writer = GenericDatumWriter::builder(&s.schema)
+                .resolved_schemata(names.clone())
+                .validate(cfg!(debug_assertions))
+                .build()
+                .map_err(failed)?;
+            let reader = GenericDatumReader::builder(&s.schema)
+                .resolved_writer_schemata(names)
+                .build()
+                .map_err(failed)?;
+            Ok(DatumIo { writer, reader })
+        })
+        .collect()
+});
 
 fn assemble() -> Result<Vec<LocalSchema>, SchemaError> {
     let texts: Vec<&str> = AVSC_FILES.iter().map(|(_, text)| *text).collect();
@@ -104,10 +125,8 @@ pub fn local_schemas() -> Result<&'static [LocalSchema], SchemaError> {
 }
 
 fn index_of(stream: Stream) -> Result<usize, SchemaError> {
-    Stream::all()
-        .iter()
-        .position(|s| *s == stream)
-        .ok_or_else(|| SchemaError(format!("unknown stream {stream}")))
+    // Called for every record encoded or decoded: no list is built.
+    Ok(stream.index())
 }
 
 /// The schema of one stream.
@@ -118,18 +137,29 @@ pub fn local_schema(stream: Stream) -> Result<&'static LocalSchema, SchemaError>
         .ok_or_else(|| SchemaError(format!("no schema for {stream}")))
 }
 
-/// Named types of one stream's schema, resolved once for the hot encode/decode path.
-pub(crate) fn resolved(
+/// The writer and the reader of one stream's own schema, built once for the hot path.
+pub(crate) fn datum_io(
     stream: Stream,
-) -> Result<(&'static Schema, &'static ResolvedSchema<'static>), SchemaError> {
-    let index = index_of(stream)?;
-    let schema = local_schema(stream)?;
-    let resolved = RESOLVED
+) -> Result<
+    (
+        &'static GenericDatumWriter<'static>,
+        &'static GenericDatumReader<'static>,
+    ),
+    SchemaError,
+> {
+    let io = DATUM_IO
         .as_ref()
         .map_err(Clone::clone)?
-        .get(index)
-        .ok_or_else(|| SchemaError(format!("no resolved schema for {stream}")))?;
-    Ok((&schema.schema, resolved))
+        .get(index_of(stream)?)
+        .ok_or_else(|| SchemaError(format!("no datum writer for {stream}")))?;
+    Ok((&io.writer, &io.reader))
+}
+
+/// True when `canonical` (a Parsing Canonical Form) is this build's schema of some stream.
+pub(crate) fn is_local_canonical(canonical: &str) -> bool {
+    SCHEMAS
+        .as_ref()
+        .is_ok_and(|all| all.iter().any(|s| s.canonical == canonical))
 }
 
 /// The `.avsc` files compiled into this build, as (path under `avro/`, JSON text).
@@ -153,7 +183,7 @@ mod tests {
             // Standalone: parses without any other file.
             assert!(Schema::parse_str(&s.json).is_ok(), "{}", s.full_name);
             assert!(s.json.contains("\"doc\""), "{} lost its docs", s.full_name);
-            assert!(resolved(s.stream).is_ok());
+            assert!(datum_io(s.stream).is_ok());
             if s.full_name.ends_with("CommandEnvelope") || s.full_name.ends_with("Snapshot") {
                 assert!(
                     s.json.contains("\"default\":null"),

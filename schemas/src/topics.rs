@@ -92,6 +92,29 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// Position of the stream in [`Stream::all`], without building the list.
+    pub fn index(self) -> usize {
+        match self {
+            Stream::Aggregate(context, kind) => {
+                let c = match context {
+                    Context::Catalog => 0,
+                    Context::Inventory => 1,
+                    Context::Orders => 2,
+                    Context::Payments => 3,
+                };
+                let k = match kind {
+                    StreamKind::Commands => 0,
+                    StreamKind::Events => 1,
+                    StreamKind::Snapshots => 2,
+                };
+                c * 3 + k
+            }
+            Stream::CommandResults => 12,
+            Stream::OrderSummary => 13,
+            Stream::ProductSummary => 14,
+        }
+    }
+
     /// Every stream that has a schema: 4 contexts × 3 kinds, command results and the two summaries.
     pub fn all() -> Vec<Stream> {
         let kinds = [
@@ -218,6 +241,15 @@ pub fn value_subject(topic: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streams_index_is_its_position_in_the_list() {
+        let all = Stream::all();
+        for (i, s) in all.iter().enumerate() {
+            assert_eq!(s.index(), i, "{s}");
+        }
+        assert_eq!(all.len(), 15);
+    }
 
     #[test]
     fn production_names_follow_the_convention() {

@@ -42,7 +42,7 @@ impl Default for ProcessorTuning {
     fn default() -> Self {
         Self {
             snapshots: SnapshotPolicy::default(),
-            checkpoint_every_events: 2_000,
+            checkpoint_every_events: 20_000,
             restore_timeout: Duration::from_secs(120),
         }
     }
@@ -58,6 +58,8 @@ where
     /// Offset of the last event written to this partition (committed view).
     last_event_offset: Option<i64>,
     events_since_checkpoint: u64,
+    /// `events_since_checkpoint` when the batch under commit was sealed.
+    sealed_since_checkpoint: u64,
     /// Values at the last commit, restored on abort.
     committed: (Option<i64>, u64),
 }
@@ -77,11 +79,9 @@ where
     tuning: ProcessorTuning,
     partitions: HashMap<i32, PartitionState<A>>,
     /// Topic names, built once: they are needed for every output record.
-    events_topic: String,
-    results_topic: String,
-    /// Output tag → partition of the event it carries, to learn event offsets at commit.
-    event_tags: HashMap<u64, i32>,
-    next_tag: u64,
+    events_topic: Arc<str>,
+    results_topic: Arc<str>,
+    snapshots_topic: Arc<str>,
 }
 
 impl<A: Bound> std::fmt::Debug for CommandHandler<A>
@@ -177,8 +177,9 @@ where
         tuning: ProcessorTuning,
     ) -> Self {
         Self {
-            events_topic: topics.events(A::CONTEXT),
-            results_topic: topics.command_results(),
+            events_topic: topics.events(A::CONTEXT).into(),
+            results_topic: topics.command_results().into(),
+            snapshots_topic: topics.snapshots(A::CONTEXT).into(),
             settings,
             topics,
             codec,
@@ -186,8 +187,6 @@ where
             ctx,
             tuning,
             partitions: HashMap::new(),
-            event_tags: HashMap::new(),
-            next_tag: 1 << 40,
         }
     }
 
@@ -255,6 +254,7 @@ where
             table,
             last_event_offset,
             events_since_checkpoint: replayed,
+            sealed_since_checkpoint: replayed,
             committed: (last_event_offset, replayed),
         })
     }
@@ -273,7 +273,7 @@ where
     ) -> Result<OutRecord, HandleError> {
         let bytes = self.encode(snapshot)?;
         let mut r = OutRecord::new(
-            self.topics.snapshots(A::CONTEXT),
+            self.snapshots_topic.clone(),
             Some(snapshot.aggregate_id.as_bytes().to_vec()),
             Some(bytes),
         );
@@ -281,7 +281,7 @@ where
         r.partition = Some(partition);
         r.headers.push((
             headers::CONTENT_TYPE.into(),
-            headers::AVRO_CONTENT_TYPE.as_bytes().to_vec(),
+            headers::AVRO_CONTENT_TYPE.as_bytes().into(),
         ));
         Ok(r)
     }
@@ -344,7 +344,7 @@ where
         let decided = part.table.handle(&command, &ctx, now_millis());
         part.events_since_checkpoint += decided.events.len() as u64;
         let tp = trace.to_header();
-        let content_type = headers::AVRO_CONTENT_TYPE.as_bytes().to_vec();
+        let content_type = headers::AVRO_CONTENT_TYPE.as_bytes();
         for event in &decided.events {
             let bytes = self.encode(event)?;
             let mut r = OutRecord::new(
@@ -355,12 +355,9 @@ where
             // Events stay in their command's partition (co-partitioned topics).
             r.partition = Some(record.partition);
             r.headers = vec![
-                (headers::TRACEPARENT.into(), tp.clone()),
-                (headers::CONTENT_TYPE.into(), content_type.clone()),
+                (headers::TRACEPARENT.into(), tp.clone().into()),
+                (headers::CONTENT_TYPE.into(), content_type.into()),
             ];
-            self.next_tag += 1;
-            r.tag = self.next_tag;
-            self.event_tags.insert(r.tag, record.partition);
             out.push(r);
         }
         let bytes = self.encode(&decided.result)?;
@@ -370,34 +367,31 @@ where
             Some(bytes),
         );
         r.headers = vec![
-            (headers::TRACEPARENT.into(), tp),
-            (headers::CONTENT_TYPE.into(), content_type),
+            (headers::TRACEPARENT.into(), tp.into()),
+            (headers::CONTENT_TYPE.into(), content_type.into()),
         ];
         out.push(r);
         Ok(())
     }
 
-    fn before_commit(
-        &mut self,
-        delivered: &[Delivered],
-        _out: &mut Vec<OutRecord>,
-    ) -> Result<(), HandleError> {
+    fn on_delivered(&mut self, delivered: &[Delivered]) {
         for d in delivered {
-            if let Some(p) = self.event_tags.remove(&d.tag)
-                && let Some(part) = self.partitions.get_mut(&p)
+            if *d.topic == *self.events_topic
+                && let Some(part) = self.partitions.get_mut(&d.partition)
             {
                 part.last_event_offset =
                     Some(part.last_event_offset.map_or(d.offset, |o| o.max(d.offset)));
             }
         }
-        Ok(())
     }
 
     // Snapshots and checkpoints are written at the start of the next transaction rather than
-    // at the end of this one: their event offsets are known by then and the state is the
-    // committed one, so they can be produced while the batch is handled instead of costing an
-    // extra round of acknowledgements before every commit. If that transaction aborts, the
-    // rollback marks them due again.
+    // at the end of this one: the offsets of the committed events are known by then, so they
+    // can be produced while the batch is handled instead of costing an extra round of
+    // acknowledgements before every commit. The state may already include input of the new
+    // transaction (handled while the previous one committed); a snapshot of it commits
+    // atomically with the events it covers. If that transaction aborts, the rollback marks
+    // them due again.
     fn on_begin(&mut self, out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
         let now = now_millis();
         let every = self.tuning.checkpoint_every_events;
@@ -450,16 +444,21 @@ where
         Ok(())
     }
 
-    fn on_commit(&mut self) {
-        self.event_tags.clear();
+    fn on_seal(&mut self) {
         for part in self.partitions.values_mut() {
-            part.table.commit();
-            part.committed = (part.last_event_offset, part.events_since_checkpoint);
+            part.table.seal();
+            part.sealed_since_checkpoint = part.events_since_checkpoint;
+        }
+    }
+
+    fn on_commit(&mut self) {
+        for part in self.partitions.values_mut() {
+            part.table.commit_sealed();
+            part.committed = (part.last_event_offset, part.sealed_since_checkpoint);
         }
     }
 
     fn on_abort(&mut self) {
-        self.event_tags.clear();
         for part in self.partitions.values_mut() {
             part.table.rollback();
             (part.last_event_offset, part.events_since_checkpoint) = part.committed;

@@ -26,7 +26,7 @@ pub struct SnapshotPolicy {
 impl Default for SnapshotPolicy {
     fn default() -> Self {
         Self {
-            every_events: 100,
+            every_events: 1_000,
             recent_commands: 256,
         }
     }
@@ -108,8 +108,12 @@ pub struct VersionGap {
 #[derive(Debug)]
 pub struct AggregateTable<A: Aggregate> {
     entries: HashMap<String, Entry<A>>,
-    /// First pre-image of every aggregate touched since the last commit (`None`: did not exist).
+    /// First pre-image of every aggregate touched in each uncommitted batch (`None`: did not
+    /// exist), oldest batch first.
     undo: Vec<(String, Option<Entry<A>>)>,
+    /// How much of `undo` belongs to the sealed batch, whose commit is under way.
+    sealed: usize,
+    /// Aggregates with a pre-image in the open batch's part of `undo`.
     touched: HashSet<String>,
     /// Aggregates with events not yet covered by a snapshot.
     dirty: HashSet<String>,
@@ -125,6 +129,7 @@ where
         Self {
             entries: HashMap::new(),
             undo: Vec::new(),
+            sealed: 0,
             touched: HashSet::new(),
             dirty: HashSet::new(),
             policy,
@@ -147,7 +152,8 @@ where
     }
 
     fn touch(&mut self, aggregate_id: &str) {
-        if self.touched.insert(aggregate_id.to_owned()) {
+        if !self.touched.contains(aggregate_id) {
+            self.touched.insert(aggregate_id.to_owned());
             let before = self.entries.get(aggregate_id).cloned();
             self.undo.push((aggregate_id.to_owned(), before));
         }
@@ -191,8 +197,15 @@ where
                 }),
             };
         }
-        let state = current.map(|e| e.state.clone()).unwrap_or_default();
-        match A::decide(&state, &command.payload, ctx) {
+        let fresh;
+        let state = match current {
+            Some(e) => &e.state,
+            None => {
+                fresh = A::State::default();
+                &fresh
+            }
+        };
+        match A::decide(state, &command.payload, ctx) {
             Err(rejection) => {
                 self.remember(id, command.command_id, version);
                 Decided {
@@ -223,7 +236,7 @@ where
                 }
                 let version = entry.version;
                 entry.remember(command.command_id, version, self.policy.recent_commands);
-                if !envelopes.is_empty() {
+                if !envelopes.is_empty() && !self.dirty.contains(id) {
                     self.dirty.insert(id.to_owned());
                 }
                 Decided {
@@ -280,14 +293,30 @@ where
         self.dirty.remove(aggregate_id);
     }
 
-    /// The batch committed: forget the undo log.
+    /// Everything handled so far committed: forget the undo log.
     pub fn commit(&mut self) {
         self.undo.clear();
+        self.sealed = 0;
         self.touched.clear();
     }
 
-    /// The batch was aborted: put every touched aggregate back as it was at the last commit.
+    /// Closes the open batch: it goes to commit, and what is handled next belongs to a new batch
+    /// whose pre-images are the state this one leaves behind.
+    pub fn seal(&mut self) {
+        self.sealed = self.undo.len();
+        self.touched.clear();
+    }
+
+    /// The sealed batch committed; the batch handled after it stays undoable.
+    pub fn commit_sealed(&mut self) {
+        self.undo.drain(..self.sealed);
+        self.sealed = 0;
+    }
+
+    /// The transaction was aborted: put every aggregate touched by the sealed batch or after
+    /// it back as it was at the last commit.
     pub fn rollback(&mut self) {
+        self.sealed = 0;
         for (id, before) in self.undo.drain(..).rev() {
             match before {
                 Some(entry) => {
@@ -371,4 +400,123 @@ where
 /// The id of the `n`-th event caused by a command: a name-based UUID, stable across re-runs.
 pub fn event_id(command_id: &Uuid, n: usize) -> Uuid {
     Uuid::new_v5(command_id, &(n as u64).to_be_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamcart_aggregates::Stock;
+    use streamcart_aggregates::inventory::{ReceiveStock, StockCommand};
+
+    fn receive(sku: &str, n: u32) -> CommandEnvelope<StockCommand> {
+        CommandEnvelope {
+            command_id: Uuid::new_v4(),
+            aggregate_id: sku.into(),
+            expected_version: None,
+            issued_at: 0,
+            correlation_id: "c".into(),
+            payload: StockCommand::ReceiveStock(ReceiveStock { quantity: n }),
+        }
+    }
+
+    fn at(t: &AggregateTable<Stock>, sku: &str) -> Option<(u64, u64)> {
+        t.get(sku).map(|e| (e.version, e.state.received))
+    }
+
+    #[test]
+    fn committing_the_sealed_batch_keeps_the_next_one_undoable() {
+        let mut t = AggregateTable::<Stock>::new(SnapshotPolicy::default());
+        t.handle(&receive("SKU-1", 5), &(), 0);
+        t.seal();
+        t.handle(&receive("SKU-1", 7), &(), 0);
+        t.handle(&receive("SKU-2", 1), &(), 0);
+        t.commit_sealed();
+        t.rollback();
+        assert_eq!(at(&t, "SKU-1"), Some((1, 5)));
+        assert_eq!(at(&t, "SKU-2"), None);
+    }
+
+    #[test]
+    fn aborting_the_sealed_batch_discards_the_next_one_too() {
+        let mut t = AggregateTable::<Stock>::new(SnapshotPolicy::default());
+        t.handle(&receive("SKU-1", 5), &(), 0);
+        t.commit();
+        t.handle(&receive("SKU-1", 7), &(), 0);
+        t.seal();
+        t.handle(&receive("SKU-1", 9), &(), 0);
+        t.handle(&receive("SKU-3", 1), &(), 0);
+        t.rollback();
+        assert_eq!(at(&t, "SKU-1"), Some((1, 5)));
+        assert_eq!(at(&t, "SKU-3"), None);
+        assert_eq!(t.dirty(), vec!["SKU-1".to_string()]);
+    }
+
+    #[test]
+    fn pipelined_batches_with_failed_commits_apply_each_command_once() {
+        // The loop's schedule: batch b is handled while batch b-1 commits; a failed commit
+        // rolls back both and the consumer rewinds to the failed batch.
+        let skus = ["A", "B", "C"];
+        let n = 12;
+        let batches: Vec<Vec<CommandEnvelope<StockCommand>>> = (0..n)
+            .map(|b| {
+                (0..4)
+                    .map(|i| receive(skus[(b + i) % 3], (b * 4 + i) as u32 + 1))
+                    .collect()
+            })
+            .collect();
+        // Outcome of each commit attempt in turn (true: it fails); later attempts succeed.
+        let mut failures = [false, true, false, true, true, false, false, true].into_iter();
+        let mut t = AggregateTable::<Stock>::new(SnapshotPolicy::default());
+        let mut decided: Vec<Vec<Decided<_>>> = vec![Vec::new(); n];
+        let mut committed: Vec<Decided<_>> = Vec::new();
+        let (mut next, mut done) = (0, 0);
+        let mut sealed: Option<usize> = None;
+        while done < n {
+            let open = (next < n).then_some(next);
+            if let Some(b) = open {
+                decided[b] = batches[b].iter().map(|c| t.handle(c, &(), 0)).collect();
+            }
+            if let Some(s) = sealed.take() {
+                if failures.next().unwrap_or(false) {
+                    t.rollback();
+                    next = s;
+                    continue;
+                }
+                t.commit_sealed();
+                committed.append(&mut decided[s]);
+                done = s + 1;
+            }
+            if let Some(b) = open {
+                t.seal();
+                sealed = Some(b);
+                next = b + 1;
+            }
+        }
+        // Every command was applied exactly once: accepted (a rollback that left state behind
+        // would answer the retry as a duplicate), with gap-free versions per aggregate.
+        assert_eq!(committed.len(), n * 4);
+        let mut versions: HashMap<String, Vec<u64>> = HashMap::new();
+        for d in &committed {
+            assert!(
+                matches!(d.result.outcome, Outcome::Accepted { .. }),
+                "{d:?}"
+            );
+            for e in &d.events {
+                versions
+                    .entry(e.aggregate_id.clone())
+                    .or_default()
+                    .push(e.version);
+            }
+        }
+        for (sku, vs) in &versions {
+            assert_eq!(*vs, (1..=vs.len() as u64).collect::<Vec<_>>(), "{sku}");
+        }
+        let mut sequential = AggregateTable::<Stock>::new(SnapshotPolicy::default());
+        for c in batches.iter().flatten() {
+            sequential.handle(c, &(), 0);
+        }
+        for sku in skus {
+            assert_eq!(at(&t, sku), at(&sequential, sku), "{sku}");
+        }
+    }
 }

@@ -72,11 +72,11 @@ impl CommandWriter {
         r.headers = vec![
             (
                 headers::TRACEPARENT.into(),
-                trace.child().to_string().into_bytes(),
+                trace.child().to_string().into_bytes().into(),
             ),
             (
                 headers::CONTENT_TYPE.into(),
-                headers::AVRO_CONTENT_TYPE.as_bytes().to_vec(),
+                headers::AVRO_CONTENT_TYPE.as_bytes().into(),
             ),
         ];
         Ok(r)
@@ -181,6 +181,8 @@ pub struct DeadlinesHandler {
     tables: HashMap<i32, DeadlineTable>,
     /// Deadlines fired in the open batch, put back if it aborts.
     fired: Vec<(i32, OrderId, i64)>,
+    /// Deadlines fired in the batch under commit, put back if it aborts.
+    fired_sealed: Vec<(i32, OrderId, i64)>,
     /// Deadlines fire no earlier than this many milliseconds after they pass, in batches.
     resolution: Duration,
     last_scan: std::time::Instant,
@@ -208,6 +210,7 @@ impl DeadlinesHandler {
             restore_timeout: Duration::from_secs(120),
             tables: HashMap::new(),
             fired: Vec::new(),
+            fired_sealed: Vec::new(),
             resolution: Duration::from_millis(100),
             last_scan: std::time::Instant::now(),
         }
@@ -290,12 +293,21 @@ impl TxnHandler for DeadlinesHandler {
         Ok(())
     }
 
+    fn on_seal(&mut self) {
+        self.fired_sealed.append(&mut self.fired);
+    }
+
     fn on_commit(&mut self) {
-        self.fired.clear();
+        self.fired_sealed.clear();
     }
 
     fn on_abort(&mut self) {
-        for (p, order, deadline) in self.fired.drain(..) {
+        let fired: Vec<_> = self
+            .fired_sealed
+            .drain(..)
+            .chain(self.fired.drain(..))
+            .collect();
+        for (p, order, deadline) in fired {
             if let Some(table) = self.tables.get_mut(&p) {
                 table.insert(order, deadline);
             }

@@ -1,0 +1,229 @@
+//! The commit of a sealed batch — wait for every record's acknowledgement, send the consumer
+//! offsets, end the transaction — on a thread of its own, so that the loop handles the next
+//! batch during those broker round trips instead of waiting for them.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, Producer};
+
+use super::contexts::{DeliveryLog, ProduceContext};
+
+/// The loop's transactional producer, shared with the commit thread.
+pub(super) type LoopProducer = BaseProducer<ProduceContext>;
+
+/// How long to sleep while waiting for delivery reports: well below a produce round trip.
+pub(super) const DELIVERY_WAIT: Duration = Duration::from_micros(200);
+
+/// Why a commit did not happen.
+#[derive(Debug)]
+pub(super) enum CommitFailure {
+    /// Something about the batch failed (a delivery, a timeout): abort and handle it again.
+    Abort(String),
+    /// Kafka refused the offsets or the commit; fatal or abortable depending on the error.
+    Kafka(KafkaError),
+}
+
+/// What became of one commit, and how long its steps took.
+#[derive(Debug)]
+pub(super) struct CommitReport {
+    /// `Ok` once the transaction is committed.
+    pub(super) result: Result<(), CommitFailure>,
+    /// Waiting for the acknowledgement of every record.
+    pub(super) flush: Duration,
+    /// Sending the consumer offsets into the transaction.
+    pub(super) offsets: Duration,
+    /// Ending the transaction.
+    pub(super) commit: Duration,
+}
+
+struct Job {
+    offsets: TopicPartitionList,
+    metadata: Option<ConsumerGroupMetadata>,
+}
+
+/// The commit thread of one loop; at most one commit runs at a time.
+pub(super) struct Committer {
+    jobs: Option<mpsc::Sender<Job>>,
+    reports: mpsc::Receiver<CommitReport>,
+    busy: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Committer {
+    /// Starts the commit thread of the loop called `name`.
+    pub(super) fn spawn(
+        name: &str,
+        producer: Arc<LoopProducer>,
+        deliveries: DeliveryLog,
+        timeout: Duration,
+    ) -> std::io::Result<Self> {
+        let (jobs, job_rx) = mpsc::channel::<Job>();
+        let (report_tx, reports) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("{name}-commit"))
+            .spawn(move || {
+                for job in job_rx {
+                    let report = commit(&producer, &deliveries, job, timeout);
+                    if report_tx.send(report).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self {
+            jobs: Some(jobs),
+            reports,
+            busy: false,
+            thread: Some(thread),
+        })
+    }
+
+    /// True while a commit runs.
+    pub(super) fn busy(&self) -> bool {
+        self.busy
+    }
+
+    /// Starts committing the open transaction with these input offsets.
+    pub(super) fn start(
+        &mut self,
+        offsets: TopicPartitionList,
+        metadata: Option<ConsumerGroupMetadata>,
+    ) -> Result<(), String> {
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|j| j.send(Job { offsets, metadata }).is_ok());
+        if !sent {
+            return Err("the commit thread has stopped".into());
+        }
+        self.busy = true;
+        Ok(())
+    }
+
+    /// The report of the running commit: at once if it is done (`wait` zero), else waiting up
+    /// to `wait`, or for as long as it takes (`None`).
+    pub(super) fn report(&mut self, wait: Option<Duration>) -> Option<CommitReport> {
+        if !self.busy {
+            return None;
+        }
+        let received = match wait {
+            Some(w) if w.is_zero() => self.reports.try_recv().map_err(|e| match e {
+                TryRecvError::Empty => RecvTimeoutError::Timeout,
+                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            }),
+            Some(w) => self.reports.recv_timeout(w),
+            None => self
+                .reports
+                .recv()
+                .map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match received {
+            Ok(report) => {
+                self.busy = false;
+                Some(report)
+            }
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.busy = false;
+                Some(CommitReport {
+                    result: Err(CommitFailure::Abort("the commit thread has stopped".into())),
+                    flush: Duration::ZERO,
+                    offsets: Duration::ZERO,
+                    commit: Duration::ZERO,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        // Closing the job channel ends the thread once its current commit is done.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn commit(
+    producer: &LoopProducer,
+    deliveries: &DeliveryLog,
+    job: Job,
+    timeout: Duration,
+) -> CommitReport {
+    let t0 = Instant::now();
+    let flushed = wait_acknowledged(producer, timeout).and_then(|()| {
+        if deliveries.has_failures() {
+            Err("a record of the batch was not delivered".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    let t1 = Instant::now();
+    let mut report = CommitReport {
+        result: Ok(()),
+        flush: t1 - t0,
+        offsets: Duration::ZERO,
+        commit: Duration::ZERO,
+    };
+    if let Err(e) = flushed {
+        report.result = Err(CommitFailure::Abort(e));
+        return report;
+    }
+    if job.offsets.count() > 0 {
+        let Some(metadata) = job.metadata else {
+            report.result = Err(CommitFailure::Abort(
+                "no consumer group metadata yet".into(),
+            ));
+            return report;
+        };
+        let sent = producer.send_offsets_to_transaction(&job.offsets, &metadata, timeout);
+        report.offsets = t1.elapsed();
+        if let Err(e) = sent {
+            report.result = Err(CommitFailure::Kafka(e));
+            return report;
+        }
+    }
+    let t2 = Instant::now();
+    report.result = producer
+        .commit_transaction(timeout)
+        .map_err(CommitFailure::Kafka);
+    report.commit = t2.elapsed();
+    report
+}
+
+/// Waits until every record sent is acknowledged, serving delivery reports as they come.
+///
+/// rdkafka's own `flush` sleeps up to 100 ms between checks, which would cap a loop at about
+/// ten transactions a second; polling the producer directly returns as soon as the last
+/// report is in.
+///
+/// It never asks rdkafka to poll with a timeout: its poll keeps calling librdkafka until the
+/// deadline passes, and rounds the time left down to whole milliseconds, so the last
+/// millisecond of every wait is a busy loop that starves the broker on a small machine.
+/// Serving what is ready and sleeping briefly when nothing moved costs no CPU.
+pub(super) fn wait_acknowledged(producer: &LoopProducer, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut left = i32::MAX;
+    loop {
+        producer.poll(Duration::ZERO);
+        let now_left = producer.in_flight_count();
+        if now_left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{now_left} records not acknowledged in time"));
+        }
+        // A served report may have more behind it: keep draining while the count falls.
+        if now_left >= left {
+            std::thread::sleep(DELIVERY_WAIT);
+        }
+        left = now_left;
+    }
+}
