@@ -20,6 +20,7 @@ use schema_registry_converter::schema_registry_common::{
     SchemaType, SubjectNameStrategy, SuppliedSchema,
 };
 
+use crate::avro_binary;
 use crate::contract::{datum_io, is_local_canonical, local_schema};
 use crate::envelope::WireRecord;
 use crate::error::{DecodeError, EncodeError, SchemaError};
@@ -63,15 +64,28 @@ pub fn frame(schema_id: u32, body: &[u8]) -> Vec<u8> {
 /// Encodes a record under a known schema id, without any I/O.
 pub fn encode_with_id<T: WireRecord>(schema_id: u32, record: &T) -> Result<Vec<u8>, EncodeError> {
     let value = record.to_avro()?;
-    let (writer, _) = datum_io(T::STREAM)?;
-    let avro = |source| EncodeError::Avro {
-        schema: crate::contract::full_name(T::STREAM).to_owned(),
-        source,
-    };
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(128);
     out.push(MAGIC_BYTE);
     out.extend_from_slice(&schema_id.to_be_bytes());
-    writer.write_value_ref(&mut out, &value).map_err(avro)?;
+    let direct = avro_binary::write_value(&value, &mut out);
+    // Debug builds (every test) encode each record both ways and insist on the same bytes,
+    // which is what lets release builds trust the direct writer.
+    if direct.is_err() || cfg!(debug_assertions) {
+        let schema = || crate::contract::full_name(T::STREAM).to_owned();
+        let (writer, _) = datum_io(T::STREAM)?;
+        let mut checked = Vec::with_capacity(out.len());
+        checked.extend_from_slice(&out[..HEADER_LEN]);
+        writer
+            .write_value_ref(&mut checked, &value)
+            .map_err(|source| EncodeError::Avro {
+                schema: schema(),
+                source,
+            })?;
+        if direct.is_ok() && checked != out {
+            return Err(EncodeError::DirectEncoding { schema: schema() });
+        }
+        out = checked;
+    }
     Ok(out)
 }
 

@@ -123,6 +123,12 @@ pub enum EncodeError {
         #[source]
         source: apache_avro::Error,
     },
+    /// The direct Avro writer and the schema-driven one disagree; a defect of the mapping.
+    #[error("direct Avro encoding differs from the schema's for {schema}")]
+    DirectEncoding {
+        /// Full name of the schema.
+        schema: String,
+    },
     /// The built-in schemas are broken.
     #[error(transparent)]
     Schema(#[from] SchemaError),

@@ -16,6 +16,7 @@
 //! - [`error`]: mapping, encode and decode errors; decode errors say retry or dead-letter.
 //! - [`samples`]: one value of every variant, for tests here and in `tests/`.
 
+mod avro_binary;
 pub mod codec;
 pub mod contract;
 pub mod envelope;
