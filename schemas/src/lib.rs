@@ -9,6 +9,8 @@
 //! - [`envelope`]: [`CommandEnvelope`], [`EventEnvelope`], [`CommandResult`], [`Snapshot`] and the
 //!   [`WireRecord`] trait that ties each to its stream.
 //! - `mapping`: domain ⇄ Avro `Value` for every command, event and state of the aggregates.
+//! - `avro_binary`: Avro binary written straight from a mapped value (checked against the
+//!   schema-driven writer in debug builds).
 //! - [`codec`]: [`Codec`] (registry-backed encode/decode) over pure header and body functions.
 //! - [`summary`]: the flat public summary records (`orders.order.summary`,
 //!   `catalog.product.summary`) that Kafka Connect sinks read.
