@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::commit::{CommitFailure, Committer, DELIVERY_WAIT, LoopProducer};
+use super::commit::{CommitFailure, Committer, DELIVERY_WAIT, LoopProducer, wait_acknowledged};
 use super::contexts::{DeliveryLog, LoopContext, ProduceContext, RebalanceLog};
 use super::{InputRecord, LoopSpec, LoopStats, OutRecord, Phases, TxnHandler};
 use crate::dead_letter::dead_letter;
@@ -523,11 +523,20 @@ impl Engine<'_> {
         batches: [Option<Batch>; 2],
     ) -> Result<(), RuntimeError> {
         let began = batches.iter().flatten().any(|b| b.in_txn);
-        if began && let Err(e) = self.producer.abort_transaction(self.txn_timeout) {
-            if is_fatal(&e) {
-                return Err(e.into());
+        if began {
+            // librdkafka's abort waits for the report of every outstanding record, and only a
+            // poll serves reports: drop what is still queued and drain the rest first, so the
+            // abort cannot time out on reports nobody reads (as after Kafka stalled).
+            self.producer.purge(PurgeConfig::default().queue());
+            if let Err(e) = wait_acknowledged(&self.producer, self.txn_timeout) {
+                tracing::warn!(loop_name = %self.spec.name, error = %e, "records outstanding at abort");
             }
-            tracing::warn!(loop_name = %self.spec.name, error = %e, "abort failed");
+            if let Err(e) = self.producer.abort_transaction(self.txn_timeout) {
+                if is_fatal(&e) {
+                    return Err(e.into());
+                }
+                tracing::warn!(loop_name = %self.spec.name, error = %e, "abort failed");
+            }
         }
         let _ = self.deliveries.take();
         self.stats.aborts += 1;
@@ -540,13 +549,29 @@ impl Engine<'_> {
             }
         }
         for ((topic, partition), offset) in &rewind {
-            if self.owned(topic, *partition) {
-                self.consumer.seek(
-                    topic,
-                    *partition,
-                    Offset::Offset(*offset),
-                    Duration::from_secs(10),
-                )?;
+            if !self.owned(topic, *partition) {
+                continue;
+            }
+            let sought = self.consumer.seek(
+                topic,
+                *partition,
+                Offset::Offset(*offset),
+                Duration::from_secs(10),
+            );
+            if let Err(e) = sought {
+                // A partition lost with an expired session cannot be rewound, and need not be:
+                // its next owner (this instance too, after the rebalance) restores and starts
+                // from the committed offsets. One still assigned must be rewound, or input
+                // would be skipped.
+                let assigned = self
+                    .consumer
+                    .assignment()
+                    .map_or(true, |a| a.find_partition(topic, *partition).is_some());
+                if assigned {
+                    return Err(e.into());
+                }
+                tracing::warn!(loop_name = %self.spec.name, topic, partition, error = %e,
+                    "partition lost before it could be rewound");
             }
         }
         Ok(())
