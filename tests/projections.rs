@@ -166,17 +166,25 @@ async fn read_models_equal_the_events_through_crashes_redelivery_and_rebuild() {
     .await
     .expect("cache");
     for sku in skus {
-        let cached = cache
-            .get(sku)
-            .await
-            .expect("cache get")
-            .expect("cached product");
         let stored = store
             .product(sku)
             .await
             .expect("read")
             .expect("stored product");
-        assert_eq!(cached, stored, "{sku}: cache equals the read model");
+        // The projector writes ScyllaDB first and the cache right after: wait for the second.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let cached = loop {
+            let cached = cache.get(sku).await.expect("cache get");
+            if cached.as_ref() == Some(&stored) || Instant::now() > deadline {
+                break cached;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            cached.as_ref(),
+            Some(&stored),
+            "{sku}: cache equals the read model"
+        );
         let mut older = stored.clone();
         older.version = stored.version.saturating_sub(1);
         older.name = "stale".into();

@@ -308,6 +308,16 @@ where
             if shutdown.is_cancelled() {
                 return Ok(read);
             }
+            // A failed cache refresh is retried while no events come, too: the last batch
+            // before a quiet spell would otherwise leave the cache behind until the next one.
+            if !pending_cache.is_empty()
+                && let Some(cache) = &deps.cache
+            {
+                match cache.apply(&pending_cache).await {
+                    Ok(()) => pending_cache.clear(),
+                    Err(e) => log_cache_failure(&e, pending_cache.len()),
+                }
+            }
             continue;
         }
         read += batch.len() as u64;
