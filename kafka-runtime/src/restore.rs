@@ -33,12 +33,14 @@ where
         reason,
     };
     let consumer: BaseConsumer = settings.restore_consumer().create()?;
-    // A partition created a moment ago may not have a leader yet: retry for a while.
+    // A partition created a moment ago may not have a leader yet, or not be in the metadata
+    // of a broker that has just restarted with many partitions: retry within the timeout.
+    let deadline = Instant::now() + timeout;
     let mut attempt = 0;
     let high = loop {
         match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
             Ok((_, high)) => break high,
-            Err(e) if attempt < 60 => {
+            Err(e) if Instant::now() < deadline => {
                 attempt += 1;
                 tracing::warn!(topic, partition, error = %e, attempt, "partition not ready; retrying");
                 std::thread::sleep(Duration::from_millis(500));
@@ -52,7 +54,6 @@ where
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(from.max(0)))?;
     consumer.assign(&tpl)?;
-    let deadline = Instant::now() + timeout;
     let mut read = 0u64;
     loop {
         if current_position(&consumer, topic, partition) >= high {
