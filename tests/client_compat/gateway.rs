@@ -1,0 +1,1 @@
+//! The command gateway's Idempotency-Key: one key, one effect.
