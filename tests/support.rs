@@ -194,4 +194,5 @@ pub fn spawn_streamcart(args: &[&str], env: &[(&str, String)], log_name: &str) -
     Child(cmd.spawn().expect("spawn streamcart"))
 }
 
+pub mod ledger;
 pub mod read_models;

@@ -24,6 +24,16 @@ pub enum RuntimeError {
     /// A thread the loop needs could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    /// The loop kept failing to recover (rebuilding its clients) for longer than its bound.
+    #[error("loop {loop_name} could not recover for {seconds} s: {reason}")]
+    Unrecoverable {
+        /// The loop's name.
+        loop_name: String,
+        /// How long it tried.
+        seconds: u64,
+        /// The last fault.
+        reason: String,
+    },
 }
 
 /// How handling one input record failed, which decides between dead-letter and retry.

@@ -9,12 +9,14 @@
 //! - [`dead_letter`]: records that cannot be handled, kept with their original bytes.
 //! - [`trace`]: W3C trace context carried in the `traceparent` header.
 //! - [`headers`]: header names used on every record.
+//! - [`health`]: whether each loop makes progress, and why not.
 //! - [`shutdown`]: a cancellation token fired by SIGTERM / SIGINT.
 
 pub mod admin;
 pub mod dead_letter;
 pub mod error;
 pub mod headers;
+pub mod health;
 pub mod restore;
 pub mod settings;
 pub mod shutdown;

@@ -40,7 +40,7 @@ where
     let high = loop {
         match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
             Ok((_, high)) => break high,
-            Err(e) if Instant::now() < deadline => {
+            Err(e) if Instant::now() < deadline && !crate::shutdown::requested() => {
                 attempt += 1;
                 tracing::warn!(topic, partition, error = %e, attempt, "partition not ready; retrying");
                 std::thread::sleep(Duration::from_millis(500));
@@ -63,6 +63,9 @@ where
             return Err(fail(format!(
                 "end offset {high} not reached within {timeout:?}"
             )));
+        }
+        if crate::shutdown::requested() {
+            return Err(fail("shutdown requested".into()));
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {

@@ -21,6 +21,11 @@ pub struct KafkaSettings {
     pub transaction_timeout_ms: u64,
     /// Consumer session timeout in milliseconds: how fast a dead instance's partitions move.
     pub session_timeout_ms: u64,
+    /// A loop with work that has not committed for this long reports itself unhealthy.
+    pub stall_after_ms: u64,
+    /// A loop that has failed to recover (rebuilding its clients) for this long gives up and
+    /// returns an error, for its supervisor to restart it or the process to exit.
+    pub give_up_after_ms: u64,
 }
 
 impl Default for KafkaSettings {
@@ -31,6 +36,8 @@ impl Default for KafkaSettings {
             batch_max_wait_ms: 100,
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
+            stall_after_ms: 60_000,
+            give_up_after_ms: 600_000,
         }
     }
 }

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::ConsumerGroupMetadata;
-use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer};
+use tokio_util::sync::CancellationToken;
 
 use super::contexts::{DeliveryLog, ProduceContext};
+use super::engine::call_budget;
+use super::recovery::{Bound, Recovery, resume};
 
 /// The loop's transactional producer, shared with the commit thread.
 pub(super) type LoopProducer = BaseProducer<ProduceContext>;
@@ -20,20 +22,11 @@ pub(super) type LoopProducer = BaseProducer<ProduceContext>;
 /// How long to sleep while waiting for delivery reports: well below a produce round trip.
 pub(super) const DELIVERY_WAIT: Duration = Duration::from_micros(200);
 
-/// Why a commit did not happen.
-#[derive(Debug)]
-pub(super) enum CommitFailure {
-    /// Something about the batch failed (a delivery, a timeout): abort and handle it again.
-    Abort(String),
-    /// Kafka refused the offsets or the commit; fatal or abortable depending on the error.
-    Kafka(KafkaError),
-}
-
 /// What became of one commit, and how long its steps took.
 #[derive(Debug)]
 pub(super) struct CommitReport {
-    /// `Ok` once the transaction is committed.
-    pub(super) result: Result<(), CommitFailure>,
+    /// `Ok` once the transaction is committed; else how to recover.
+    pub(super) result: Result<(), Recovery>,
     /// Waiting for the acknowledgement of every record.
     pub(super) flush: Duration,
     /// Sending the consumer offsets into the transaction.
@@ -62,6 +55,7 @@ impl Committer {
         producer: Arc<LoopProducer>,
         deliveries: DeliveryLog,
         timeout: Duration,
+        shutdown: CancellationToken,
     ) -> std::io::Result<Self> {
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let (report_tx, reports) = mpsc::channel();
@@ -69,7 +63,7 @@ impl Committer {
             .name(format!("{name}-commit"))
             .spawn(move || {
                 for job in job_rx {
-                    let report = commit(&producer, &deliveries, job, timeout);
+                    let report = commit(&producer, &deliveries, job, timeout, &shutdown);
                     if report_tx.send(report).is_err() {
                         return;
                     }
@@ -131,7 +125,7 @@ impl Committer {
             Err(RecvTimeoutError::Disconnected) => {
                 self.busy = false;
                 Some(CommitReport {
-                    result: Err(CommitFailure::Abort("the commit thread has stopped".into())),
+                    result: Err(Recovery::Rebuild("the commit thread has stopped".into())),
                     flush: Duration::ZERO,
                     offsets: Duration::ZERO,
                     commit: Duration::ZERO,
@@ -156,6 +150,7 @@ fn commit(
     deliveries: &DeliveryLog,
     job: Job,
     timeout: Duration,
+    shutdown: &CancellationToken,
 ) -> CommitReport {
     let t0 = Instant::now();
     let flushed = wait_acknowledged(producer, timeout).and_then(|()| {
@@ -173,27 +168,29 @@ fn commit(
         commit: Duration::ZERO,
     };
     if let Err(e) = flushed {
-        report.result = Err(CommitFailure::Abort(e));
+        report.result = Err(Recovery::Abort(e));
         return report;
     }
+    // One bound for the whole commit: its calls are resumed while librdkafka says they may be.
+    let mut bound = Bound::new(call_budget(timeout), shutdown);
     if job.offsets.count() > 0 {
         let Some(metadata) = job.metadata else {
-            report.result = Err(CommitFailure::Abort(
-                "no consumer group metadata yet".into(),
-            ));
+            report.result = Err(Recovery::Abort("no consumer group metadata yet".into()));
             return report;
         };
-        let sent = producer.send_offsets_to_transaction(&job.offsets, &metadata, timeout);
+        let sent = resume("send_offsets_to_transaction", &mut bound, |t| {
+            producer.send_offsets_to_transaction(&job.offsets, &metadata, t)
+        });
         report.offsets = t1.elapsed();
-        if let Err(e) = sent {
-            report.result = Err(CommitFailure::Kafka(e));
+        if let Err(r) = sent {
+            report.result = Err(r);
             return report;
         }
     }
     let t2 = Instant::now();
-    report.result = producer
-        .commit_transaction(timeout)
-        .map_err(CommitFailure::Kafka);
+    report.result = resume("commit_transaction", &mut bound, |t| {
+        producer.commit_transaction(t)
+    });
     report.commit = t2.elapsed();
     report
 }

@@ -12,10 +12,12 @@ use rdkafka::producer::{BaseRecord, Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::commit::{CommitFailure, Committer, DELIVERY_WAIT, LoopProducer, wait_acknowledged};
+use super::commit::{Committer, DELIVERY_WAIT, LoopProducer, wait_acknowledged};
 use super::contexts::{DeliveryLog, LoopContext, ProduceContext, RebalanceLog};
+use super::recovery::{Bound, CALL_TIMEOUT, Recovery, resume};
 use super::{InputRecord, LoopSpec, LoopStats, OutRecord, Phases, TxnHandler};
 use crate::dead_letter::dead_letter;
+use crate::health::{LoopHealth, Phase};
 use crate::{HandleError, KafkaSettings, RuntimeError};
 
 /// How long the loop waits for a running commit when no input is waiting.
@@ -23,63 +25,200 @@ const COMMIT_WAIT: Duration = Duration::from_millis(1);
 /// First pause after a transient failure; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a loop whose batch is full waits for the running commit before it serves the
+/// consumer and the shutdown signal again.
+const COMMIT_STALL_WAIT: Duration = Duration::from_millis(100);
+/// Longest a new session waits for its input topics to exist with leaders.
+const TOPIC_WAIT: Duration = Duration::from_secs(60);
 
+/// Why a session of the loop ended early.
+#[derive(Debug)]
+enum Fault {
+    /// The clients can no longer be used (fenced, epoch bumped, a call that never completes,
+    /// a fatal consumer error, a restore that failed): build new ones and restore.
+    Rebuild(String),
+    /// Nothing a new session would do differently (configuration, threads).
+    Stop(RuntimeError),
+}
+
+impl From<RuntimeError> for Fault {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Config(_)
+            | RuntimeError::Thread(_)
+            | RuntimeError::Unrecoverable { .. } => Self::Stop(e),
+            RuntimeError::Kafka(_) | RuntimeError::Restore { .. } => Self::Rebuild(e.to_string()),
+        }
+    }
+}
+
+impl From<KafkaError> for Fault {
+    fn from(e: KafkaError) -> Self {
+        Self::Rebuild(e.to_string())
+    }
+}
+
+/// Runs sessions of the loop until shutdown: each session owns a consumer and a producer; a
+/// session that fails in a way those clients cannot recover from is torn down, the handler is
+/// rolled back and drops its state, and a new session rebuilds the clients and restores.
 pub(super) fn run<H: TxnHandler>(
     settings: &KafkaSettings,
     spec: &LoopSpec,
     handler: &mut H,
     shutdown: &CancellationToken,
+    health: &LoopHealth,
 ) -> Result<LoopStats, RuntimeError> {
-    let rebalances = Arc::new(Mutex::new(RebalanceLog::default()));
-    let consumer: BaseConsumer<LoopContext> = settings
-        .transactional_consumer(&spec.group_id)
-        .create_with_context(LoopContext {
-            log: rebalances.clone(),
-        })?;
-    let deliveries = DeliveryLog::default();
-    let producer: Arc<LoopProducer> = Arc::new(
-        settings
-            .transactional_producer(&spec.transactional_id)
-            .create_with_context(ProduceContext {
-                log: deliveries.clone(),
-            })?,
-    );
-    let txn_timeout = Duration::from_millis(settings.transaction_timeout_ms.max(5_000));
-    // Aborts whatever a previous incarnation with this id left open, and fences it.
-    producer.init_transactions(txn_timeout)?;
-    let committer = Committer::spawn(
-        &spec.name,
-        producer.clone(),
-        deliveries.clone(),
-        txn_timeout,
-    )
-    .map_err(RuntimeError::Thread)?;
-    let topics: Vec<&str> = spec.input_topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics)?;
-
-    let mut engine = Engine {
-        settings,
-        spec,
-        consumer: &consumer,
-        producer,
-        deliveries,
-        rebalances,
-        committer,
-        txn_timeout,
-        batch: None,
-        sealed: None,
-        stats: LoopStats::default(),
-        owned: BTreeSet::new(),
-        backoff: MIN_BACKOFF,
-        phases: Phases::default(),
-        phases_since: Instant::now(),
-    };
-    let result = engine.run(handler, shutdown);
-    if let Err(e) = &result {
-        tracing::error!(loop_name = %spec.name, error = %e, "transactional loop stopped");
+    let mut stats = LoopStats::default();
+    let mut backoff = MIN_BACKOFF;
+    let give_up_after = Duration::from_millis(settings.give_up_after_ms);
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        health.set_phase(Phase::Starting);
+        let commits_before = stats.commits;
+        let (result, owned) = match new_consumer(settings, spec) {
+            Ok((consumer, log)) => {
+                let outcome = match Engine::open(settings, spec, shutdown, health, &consumer, log) {
+                    Ok(mut engine) => {
+                        engine.stats = stats;
+                        let result = engine.run(handler, shutdown);
+                        stats = engine.stats;
+                        let owned: Vec<(String, i32)> =
+                            std::mem::take(&mut engine.owned).into_iter().collect();
+                        engine.close();
+                        (result, owned)
+                    }
+                    Err(f) => (Err(f), Vec::new()),
+                };
+                consumer.unsubscribe();
+                outcome
+            }
+            Err(f) => (Err(f), Vec::new()),
+        };
+        let reason = match result {
+            Ok(()) => {
+                health.set_phase(Phase::Stopped);
+                return Ok(stats);
+            }
+            Err(Fault::Stop(e)) => {
+                health.set_phase(Phase::Stopped);
+                tracing::error!(loop_name = %spec.name, error = %e, "transactional loop stopped");
+                return Err(e);
+            }
+            Err(Fault::Rebuild(reason)) => reason,
+        };
+        // Whatever was not committed is given back; the partitions' next owner (this loop's
+        // next session, usually) restores them from Kafka.
+        handler.on_abort();
+        if !owned.is_empty() {
+            handler.on_revoked(&owned);
+        }
+        stats.rebuilds += 1;
+        health.rebuilt();
+        health.fault(&reason);
+        if shutdown.is_cancelled() {
+            tracing::warn!(loop_name = %spec.name, %reason,
+                "stopping without committing the last batch; its input will be handled again by the next owner");
+            health.set_phase(Phase::Stopped);
+            return Ok(stats);
+        }
+        if stats.commits > commits_before {
+            failing_since = None;
+            backoff = MIN_BACKOFF;
+        }
+        let since = *failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= give_up_after {
+            health.set_phase(Phase::Stopped);
+            let e = RuntimeError::Unrecoverable {
+                loop_name: spec.name.clone(),
+                seconds: since.elapsed().as_secs(),
+                reason,
+            };
+            tracing::error!(loop_name = %spec.name, error = %e, "transactional loop gives up");
+            return Err(e);
+        }
+        health.set_phase(Phase::Recovering);
+        tracing::warn!(loop_name = %spec.name, %reason, backoff_ms = backoff.as_millis() as u64,
+            rebuilds = stats.rebuilds, "rebuilding the loop's Kafka clients");
+        sleep_unless(shutdown, backoff);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
-    consumer.unsubscribe();
-    result.map(|()| engine.stats)
+}
+
+/// The session's consumer, with the log its rebalance callbacks write to.
+fn new_consumer(
+    settings: &KafkaSettings,
+    spec: &LoopSpec,
+) -> Result<(BaseConsumer<LoopContext>, Arc<Mutex<RebalanceLog>>), Fault> {
+    let log = Arc::new(Mutex::new(RebalanceLog::default()));
+    let consumer = settings
+        .transactional_consumer(&spec.group_id)
+        .create_with_context(LoopContext { log: log.clone() })
+        .map_err(|e| Fault::Stop(e.into()))?;
+    Ok((consumer, log))
+}
+
+/// Sleeps for `d`, or less if shutdown fires.
+fn sleep_unless(shutdown: &CancellationToken, d: Duration) {
+    let until = Instant::now() + d;
+    while !shutdown.is_cancelled() {
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            return;
+        };
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+/// Waits until every topic exists and each of its partitions has a leader: a subscription to
+/// a missing topic is only noticed at a later metadata refresh, minutes away.
+fn wait_for_topics(
+    consumer: &BaseConsumer<LoopContext>,
+    spec: &LoopSpec,
+    shutdown: &CancellationToken,
+) -> Result<(), Fault> {
+    let t0 = Instant::now();
+    let mut last_log = Instant::now();
+    loop {
+        let mut missing = Vec::new();
+        for topic in &spec.input_topics {
+            match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+                Ok(md) => {
+                    let ready = md.topics().iter().any(|t| {
+                        t.name() == topic
+                            && t.error().is_none()
+                            && !t.partitions().is_empty()
+                            && t.partitions().iter().all(|p| p.leader() >= 0)
+                    });
+                    if !ready {
+                        missing.push(topic.as_str());
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(loop_name = %spec.name, topic, error = %e, "metadata request failed");
+                    missing.push(topic.as_str());
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if shutdown.is_cancelled() {
+            return Err(Fault::Rebuild(
+                "shutdown while waiting for input topics".into(),
+            ));
+        }
+        if t0.elapsed() >= TOPIC_WAIT {
+            return Err(Fault::Rebuild(format!(
+                "input topics without leaders after {} s: {}",
+                TOPIC_WAIT.as_secs(),
+                missing.join(", ")
+            )));
+        }
+        if last_log.elapsed() >= Duration::from_secs(10) {
+            tracing::warn!(loop_name = %spec.name, ?missing, "waiting for input topics to exist with leaders");
+            last_log = Instant::now();
+        }
+        sleep_unless(shutdown, Duration::from_millis(250));
+    }
 }
 
 /// Input handled since a transaction boundary, and what it produced.
@@ -112,6 +251,8 @@ impl Batch {
 struct Engine<'a> {
     settings: &'a KafkaSettings,
     spec: &'a LoopSpec,
+    health: &'a LoopHealth,
+    shutdown: &'a CancellationToken,
     consumer: &'a BaseConsumer<LoopContext>,
     producer: Arc<LoopProducer>,
     deliveries: DeliveryLog,
@@ -130,12 +271,82 @@ struct Engine<'a> {
     phases_since: Instant,
 }
 
-impl Engine<'_> {
+impl<'a> Engine<'a> {
+    /// Builds the session's clients: a producer whose `init_transactions` fences any earlier
+    /// instance with the same id (and settles what it left open), its commit thread, and a
+    /// consumer subscribed once every input topic has leaders.
+    fn open(
+        settings: &'a KafkaSettings,
+        spec: &'a LoopSpec,
+        shutdown: &'a CancellationToken,
+        health: &'a LoopHealth,
+        consumer: &'a BaseConsumer<LoopContext>,
+        rebalances: Arc<Mutex<RebalanceLog>>,
+    ) -> Result<Self, Fault> {
+        let txn_timeout = Duration::from_millis(settings.transaction_timeout_ms.max(5_000));
+        let deliveries = DeliveryLog::default();
+        let producer: Arc<LoopProducer> = Arc::new(
+            settings
+                .transactional_producer(&spec.transactional_id)
+                .create_with_context(ProduceContext {
+                    log: deliveries.clone(),
+                })
+                .map_err(|e| Fault::Stop(e.into()))?,
+        );
+        let mut bound = Bound::new(call_budget(txn_timeout), shutdown);
+        resume("init_transactions", &mut bound, |t| {
+            producer.init_transactions(t)
+        })
+        .map_err(|r| Fault::Rebuild(r.reason().to_owned()))?;
+        let committer = Committer::spawn(
+            &spec.name,
+            producer.clone(),
+            deliveries.clone(),
+            txn_timeout,
+            shutdown.clone(),
+        )
+        .map_err(|e| Fault::Stop(RuntimeError::Thread(e)))?;
+        wait_for_topics(consumer, spec, shutdown)?;
+        let topics: Vec<&str> = spec.input_topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        health.set_phase(Phase::Running);
+        Ok(Self {
+            settings,
+            spec,
+            health,
+            shutdown,
+            consumer,
+            producer,
+            deliveries,
+            rebalances,
+            committer,
+            txn_timeout,
+            batch: None,
+            sealed: None,
+            stats: LoopStats::default(),
+            owned: BTreeSet::new(),
+            backoff: MIN_BACKOFF,
+            phases: Phases::default(),
+            phases_since: Instant::now(),
+        })
+    }
+
+    /// Ends the session's producer side: the commit thread first (it shares the producer).
+    fn close(self) {
+        let Self {
+            producer,
+            committer,
+            ..
+        } = self;
+        drop(committer);
+        drop(producer);
+    }
+
     fn run<H: TxnHandler>(
         &mut self,
         handler: &mut H,
         shutdown: &CancellationToken,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), Fault> {
         loop {
             if shutdown.is_cancelled() {
                 self.finish(handler)?;
@@ -151,7 +362,19 @@ impl Engine<'_> {
                 .batch
                 .as_ref()
                 .is_some_and(|b| b.records >= self.settings.batch_max_records);
-            self.settle(handler, (!full).then_some(Duration::ZERO))?;
+            self.settle(
+                handler,
+                Some(if full {
+                    COMMIT_STALL_WAIT
+                } else {
+                    Duration::ZERO
+                }),
+            )?;
+            if full && self.committer.busy() {
+                // Still committing (a bounded call): look at SIGTERM and the loop's health meanwhile.
+                self.watch();
+                continue;
+            }
             // With a batch open or committing, only take what has already arrived.
             let wait = if self.batch.is_some() || self.committer.busy() {
                 Duration::ZERO
@@ -172,27 +395,30 @@ impl Engine<'_> {
                     } else {
                         Ok(())
                     };
-                    if let Err(e) = handled {
-                        tracing::warn!(loop_name = %self.spec.name, error = %e, "transient failure; retrying the batch");
-                        self.abort(handler)?;
-                        self.pause();
+                    if let Err(r) = handled {
+                        self.recover(handler, r, "handling a record")?;
                         continue;
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) | None => {}
                 Some(Err(e)) => {
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
+                        return Err(Fault::Rebuild(format!("fatal consumer error: {e}")));
+                    }
                     tracing::warn!(loop_name = %self.spec.name, error = %e, "consumer error")
                 }
             }
-            if let Err(e) = self.tick(handler) {
-                tracing::warn!(loop_name = %self.spec.name, error = %e, "tick failed; retrying the batch");
-                self.abort(handler)?;
-                self.pause();
+            if let Err(r) = self.tick(handler) {
+                self.recover(handler, r, "a timer")?;
                 continue;
             }
             // One clock reading per turn serves the phase times and the batch's age.
             let now = Instant::now();
             self.phases.handle += now - t1;
+            if drained && self.batch.is_none() && !self.committer.busy() {
+                // Caught up with nothing pending: idle is progress.
+                self.health.progress();
+            }
             // Group commit: a batch closes as soon as the input runs dry, so a lightly loaded
             // loop commits small batches quickly, while input that piles up during a commit
             // makes the next batch larger, up to the size and time bounds.
@@ -210,12 +436,50 @@ impl Engine<'_> {
             if now - self.phases_since >= Duration::from_secs(1) {
                 self.phases.report(&self.spec.name);
                 self.phases_since = now;
+                self.watch();
             }
         }
     }
 
+    /// Reports the loop unhealthy when it has had work and no progress for too long.
+    fn watch(&self) {
+        let bound = Duration::from_millis(self.settings.stall_after_ms);
+        self.health.check(bound, || {
+            format!(
+                "{} records handled and not committed, commit {}",
+                self.batch.as_ref().map_or(0, |b| b.records)
+                    + self.sealed.as_ref().map_or(0, |b| b.records),
+                if self.committer.busy() {
+                    "running"
+                } else {
+                    "idle"
+                }
+            )
+        });
+    }
+
+    /// Handles a failure of the turn: an abortable one rolls the batch back and pauses; one
+    /// the clients cannot recover from ends the session.
+    fn recover<H: TxnHandler>(
+        &mut self,
+        handler: &mut H,
+        r: Recovery,
+        during: &str,
+    ) -> Result<(), Fault> {
+        match r {
+            Recovery::Abort(reason) => {
+                tracing::warn!(loop_name = %self.spec.name, %reason, during, "transient failure; retrying the batch");
+                self.health.fault(&reason);
+                self.abort(handler)?;
+                self.pause();
+                Ok(())
+            }
+            Recovery::Rebuild(reason) => Err(Fault::Rebuild(reason)),
+        }
+    }
+
     fn pause(&mut self) {
-        std::thread::sleep(self.backoff);
+        sleep_unless(self.shutdown, self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
@@ -228,13 +492,15 @@ impl Engine<'_> {
 
     /// Begins the open batch's transaction unless a commit still holds the producer, then
     /// sends what the batch held back.
-    fn join_txn<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), String> {
+    fn join_txn<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), Recovery> {
         if self.committer.busy() || self.batch.as_ref().is_none_or(|b| b.in_txn) {
             return Ok(());
         }
+        // begin_transaction is local: it fails only when the producer's state is wrong, which
+        // no retry of it can mend.
         self.producer
             .begin_transaction()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Recovery::Rebuild(format!("begin_transaction: {e}")))?;
         let held = match self.batch.as_mut() {
             Some(b) => {
                 b.in_txn = true;
@@ -243,7 +509,9 @@ impl Engine<'_> {
             None => Vec::new(),
         };
         let mut out = Vec::new();
-        handler.on_begin(&mut out).map_err(|e| e.to_string())?;
+        handler
+            .on_begin(&mut out)
+            .map_err(|e| Recovery::Abort(e.to_string()))?;
         for r in out.into_iter().chain(held) {
             self.send(r)?;
         }
@@ -251,7 +519,7 @@ impl Engine<'_> {
     }
 
     /// Sends a record of the open batch, or holds it until the batch's transaction begins.
-    fn emit(&mut self, r: OutRecord) -> Result<(), String> {
+    fn emit(&mut self, r: OutRecord) -> Result<(), Recovery> {
         match self.batch.as_mut() {
             Some(b) if !b.in_txn => {
                 b.held.push(r);
@@ -261,9 +529,11 @@ impl Engine<'_> {
         }
     }
 
-    fn tick<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), String> {
+    fn tick<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), Recovery> {
         let mut out = Vec::new();
-        handler.tick(&mut out).map_err(|e| e.to_string())?;
+        handler
+            .tick(&mut out)
+            .map_err(|e| Recovery::Abort(e.to_string()))?;
         if out.is_empty() {
             return Ok(());
         }
@@ -283,13 +553,17 @@ impl Engine<'_> {
         self.owned.contains(&(topic.to_owned(), partition))
     }
 
-    fn apply_rebalances<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), RuntimeError> {
+    fn apply_rebalances<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), Fault> {
         let (assigned, revoked) = match self.rebalances.lock() {
             Ok(mut log) => (
                 std::mem::take(&mut log.assigned),
                 std::mem::take(&mut log.revoked),
             ),
-            Err(_) => return Err(RuntimeError::Config("rebalance log poisoned".into())),
+            Err(_) => {
+                return Err(Fault::Stop(RuntimeError::Config(
+                    "rebalance log poisoned".into(),
+                )));
+            }
         };
         if !revoked.is_empty() {
             // Offsets of revoked partitions can no longer be committed by this instance, so the
@@ -307,7 +581,9 @@ impl Engine<'_> {
             self.finish(handler)?;
             tracing::info!(loop_name = %self.spec.name, ?assigned, "partitions assigned; restoring");
             let t0 = Instant::now();
+            self.health.set_phase(Phase::Restoring);
             handler.on_assigned(&assigned)?;
+            self.health.set_phase(Phase::Running);
             self.owned.extend(assigned.iter().cloned());
             tracing::info!(loop_name = %self.spec.name, elapsed_ms = t0.elapsed().as_millis() as u64, "restored");
         }
@@ -318,7 +594,7 @@ impl Engine<'_> {
         &mut self,
         handler: &mut H,
         m: &BorrowedMessage<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Recovery> {
         let tp = (m.topic().to_owned(), m.partition());
         self.open_batch();
         if let Some(b) = self.batch.as_mut() {
@@ -359,7 +635,7 @@ impl Engine<'_> {
                 ));
                 self.stats.dead_letters += 1;
             }
-            Err(HandleError::Transient(reason)) => return Err(reason),
+            Err(HandleError::Transient(reason)) => return Err(Recovery::Abort(reason)),
         }
         for r in out {
             self.emit(r)?;
@@ -371,7 +647,7 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn send(&mut self, r: OutRecord) -> Result<(), String> {
+    fn send(&mut self, r: OutRecord) -> Result<(), Recovery> {
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
         for (k, v) in &r.headers {
             headers = headers.insert(Header {
@@ -390,25 +666,39 @@ impl Engine<'_> {
             record = record.partition(p);
         }
         let mut record = record;
-        // A full local queue is back-pressure, not failure: wait for room.
+        // A full local queue is back-pressure, not failure: wait for room, bounded by the
+        // records' own delivery timeout.
+        let deadline = Instant::now() + self.txn_timeout;
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    if Instant::now() > deadline {
+                        return Err(Recovery::Abort(format!(
+                            "produce to {}: local queue full for {} s",
+                            r.topic,
+                            self.txn_timeout.as_secs()
+                        )));
+                    }
                     record = back;
                     self.producer.poll(Duration::ZERO);
                     std::thread::sleep(DELIVERY_WAIT);
                 }
-                Err((e, _)) => return Err(format!("produce to {}: {e}", r.topic)),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::Fatal), _)) => {
+                    return Err(Recovery::Rebuild(format!(
+                        "produce to {}: fatal producer error",
+                        r.topic
+                    )));
+                }
+                Err((e, _)) => return Err(Recovery::Abort(format!("produce to {}: {e}", r.topic))),
             }
         }
     }
 
     /// Closes the open batch and hands its commit to the commit thread.
-    fn seal<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), RuntimeError> {
-        if let Err(e) = self.join_txn(handler) {
-            tracing::warn!(loop_name = %self.spec.name, reason = %e, "aborting batch");
-            return self.abort(handler);
+    fn seal<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), Fault> {
+        if let Err(r) = self.join_txn(handler) {
+            return self.recover(handler, r, "opening the transaction");
         }
         let Some(batch) = self.batch.take() else {
             return Ok(());
@@ -428,19 +718,19 @@ impl Engine<'_> {
         handler.on_seal();
         self.committer
             .start(offsets, metadata)
-            .map_err(RuntimeError::Config)?;
+            .map_err(Fault::Rebuild)?;
         self.sealed = Some(batch);
         Ok(())
     }
 
     /// Takes the outcome of the running commit, if any: at once (`Some(ZERO)`), waiting up to
-    /// a time, or as long as it takes (`None`). A commit lets the open batch begin its
-    /// transaction; a failure rolls back the sealed batch and the open one.
+    /// a time, or as long as it takes (`None`; the commit itself is bounded). A commit lets the
+    /// open batch begin its transaction; a failure rolls back the sealed batch and the open one.
     fn settle<H: TxnHandler>(
         &mut self,
         handler: &mut H,
         wait: Option<Duration>,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), Fault> {
         let blocking = wait != Some(Duration::ZERO);
         let t0 = blocking.then(Instant::now);
         let report = self.committer.report(wait);
@@ -464,6 +754,7 @@ impl Engine<'_> {
                 handler.on_commit();
                 self.stats.commits += 1;
                 self.backoff = MIN_BACKOFF;
+                self.health.progress();
                 if let Some(b) = sealed {
                     self.stats.records += b.records as u64;
                     self.phases.records += b.records as u64;
@@ -471,23 +762,22 @@ impl Engine<'_> {
                     tracing::debug!(loop_name = %self.spec.name, records = b.records,
                         open_ms = b.started.elapsed().as_millis() as u64, "batch committed");
                 }
-                if let Err(e) = self.join_txn(handler) {
-                    tracing::warn!(loop_name = %self.spec.name, reason = %e, "aborting batch");
-                    let open = self.batch.take();
-                    return self.rollback(handler, [open, None]);
+                if let Err(r) = self.join_txn(handler) {
+                    return match r {
+                        Recovery::Abort(reason) => {
+                            tracing::warn!(loop_name = %self.spec.name, %reason, "aborting batch");
+                            let open = self.batch.take();
+                            self.rollback(handler, [open, None])
+                        }
+                        Recovery::Rebuild(reason) => Err(Fault::Rebuild(reason)),
+                    };
                 }
                 Ok(())
             }
-            Err(failure) => {
-                let reason = match failure {
-                    CommitFailure::Kafka(e) if is_fatal(&e) => {
-                        // Fenced or otherwise unusable producer: this instance must stop.
-                        return Err(e.into());
-                    }
-                    CommitFailure::Kafka(e) => e.to_string(),
-                    CommitFailure::Abort(reason) => reason,
-                };
+            Err(Recovery::Rebuild(reason)) => Err(Fault::Rebuild(reason)),
+            Err(Recovery::Abort(reason)) => {
                 tracing::warn!(loop_name = %self.spec.name, %reason, "aborting batch");
+                self.health.fault(&reason);
                 // The open batch was decided on top of the sealed one: both go.
                 let open = self.batch.take();
                 self.rollback(handler, [sealed, open])
@@ -496,7 +786,7 @@ impl Engine<'_> {
     }
 
     /// Commits everything handled so far and waits for it.
-    fn finish<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), RuntimeError> {
+    fn finish<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), Fault> {
         self.settle(handler, None)?;
         if self.batch.is_some() {
             self.seal(handler)?;
@@ -506,7 +796,7 @@ impl Engine<'_> {
     }
 
     /// Gives back the open batch (after the sealed one's commit has settled either way).
-    fn abort<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), RuntimeError> {
+    fn abort<H: TxnHandler>(&mut self, handler: &mut H) -> Result<(), Fault> {
         self.settle(handler, None)?;
         match self.batch.take() {
             Some(batch) => self.rollback(handler, [Some(batch), None]),
@@ -521,22 +811,25 @@ impl Engine<'_> {
         &mut self,
         handler: &mut H,
         batches: [Option<Batch>; 2],
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), Fault> {
         let began = batches.iter().flatten().any(|b| b.in_txn);
         if began {
             // librdkafka's abort waits for the report of every outstanding record, and only a
             // poll serves reports: drop what is still queued and drain the rest first, so the
             // abort cannot time out on reports nobody reads (as after Kafka stalled).
             self.producer.purge(PurgeConfig::default().queue());
-            if let Err(e) = wait_acknowledged(&self.producer, self.txn_timeout) {
+            if let Err(e) = wait_acknowledged(&self.producer, CALL_TIMEOUT) {
                 tracing::warn!(loop_name = %self.spec.name, error = %e, "records outstanding at abort");
             }
-            if let Err(e) = self.producer.abort_transaction(self.txn_timeout) {
-                if is_fatal(&e) {
-                    return Err(e.into());
-                }
-                tracing::warn!(loop_name = %self.spec.name, error = %e, "abort failed");
-            }
+            // A timed-out abort keeps running inside librdkafka and must be resumed by calling
+            // it again; until it completes no transaction can begin.
+            let mut bound = Bound::new(call_budget(self.txn_timeout), self.shutdown);
+            let producer = self.producer.clone();
+            resume("abort_transaction", &mut bound, |t| {
+                producer.poll(Duration::ZERO);
+                producer.abort_transaction(t)
+            })
+            .map_err(|r| Fault::Rebuild(r.reason().to_owned()))?;
         }
         let _ = self.deliveries.take();
         self.stats.aborts += 1;
@@ -552,23 +845,20 @@ impl Engine<'_> {
             if !self.owned(topic, *partition) {
                 continue;
             }
-            let sought = self.consumer.seek(
-                topic,
-                *partition,
-                Offset::Offset(*offset),
-                Duration::from_secs(10),
-            );
+            let sought =
+                self.consumer
+                    .seek(topic, *partition, Offset::Offset(*offset), CALL_TIMEOUT);
             if let Err(e) = sought {
                 // A partition lost with an expired session cannot be rewound, and need not be:
                 // its next owner (this instance too, after the rebalance) restores and starts
                 // from the committed offsets. One still assigned must be rewound, or input
-                // would be skipped.
+                // would be skipped: a new session starts from the committed offsets.
                 let assigned = self
                     .consumer
                     .assignment()
                     .map_or(true, |a| a.find_partition(topic, *partition).is_some());
                 if assigned {
-                    return Err(e.into());
+                    return Err(Fault::Rebuild(format!("rewind {topic}[{partition}]: {e}")));
                 }
                 tracing::warn!(loop_name = %self.spec.name, topic, partition, error = %e,
                     "partition lost before it could be rewound");
@@ -578,9 +868,9 @@ impl Engine<'_> {
     }
 }
 
-fn is_fatal(e: &KafkaError) -> bool {
-    match e {
-        KafkaError::Transaction(t) => t.is_fatal(),
-        _ => false,
-    }
+/// How long a resumable transactional call (init, commit, abort) may keep being retried
+/// before the session is rebuilt: past the transaction timeout the broker aborts the
+/// transaction anyway, and the consumer must not go unpolled for long.
+pub(super) fn call_budget(txn_timeout: Duration) -> Duration {
+    (txn_timeout * 2).clamp(Duration::from_secs(10), Duration::from_secs(60))
 }

@@ -18,6 +18,7 @@
 mod commit;
 mod contexts;
 mod engine;
+mod recovery;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::health::LoopHealth;
 use crate::{HandleError, KafkaSettings, RuntimeError};
 
 /// One input record as the handler sees it.
@@ -163,6 +165,9 @@ pub struct LoopStats {
     pub records: u64,
     /// Records sent to the dead-letter topic.
     pub dead_letters: u64,
+    /// Times the loop's Kafka clients were rebuilt after a fault it could not recover from
+    /// with the same clients.
+    pub rebuilds: u64,
 }
 
 /// Wall time spent per phase of the loop since the last report, to see where a batch's time goes.
@@ -193,11 +198,29 @@ impl Phases {
 }
 
 /// Runs the loop until `shutdown` fires; then finishes the open batch, commits and returns.
+///
+/// Recovers by itself from every class of Kafka error: a retriable transactional call is
+/// resumed, an abortable failure rolls the batch back and rewinds, and a fatal one (fenced,
+/// epoch bumped, a call that never completes) rebuilds the clients and restores. It returns an
+/// error only for what no rebuild can mend (configuration), or after failing to recover for
+/// `give_up_after_ms`. Its health is registered under the loop's name (see [`crate::health`]).
 pub fn run<H: TxnHandler>(
     settings: &KafkaSettings,
     spec: &LoopSpec,
     handler: &mut H,
     shutdown: &CancellationToken,
 ) -> Result<LoopStats, RuntimeError> {
-    engine::run(settings, spec, handler, shutdown)
+    let health = LoopHealth::register(&spec.name);
+    engine::run(settings, spec, handler, shutdown, &health)
+}
+
+/// [`run`], reporting to a health handle the caller keeps (e.g. to serve readiness).
+pub fn run_monitored<H: TxnHandler>(
+    settings: &KafkaSettings,
+    spec: &LoopSpec,
+    handler: &mut H,
+    shutdown: &CancellationToken,
+    health: &LoopHealth,
+) -> Result<LoopStats, RuntimeError> {
+    engine::run(settings, spec, handler, shutdown, health)
 }
