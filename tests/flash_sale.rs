@@ -2,7 +2,7 @@
 //! some declined, some expiring, while every processor and saga role is SIGKILLed and restarted
 //! at random. When everything has settled, the invariants are checked from the event topics.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
@@ -11,9 +11,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use streamcart_aggregates::catalog::{CreateProduct, ProductCommand};
 use streamcart_aggregates::inventory::{ReceiveStock, StockCommand, StockEvent};
-use streamcart_aggregates::orders::{
-    CancelReason, OrderCommand, OrderEvent, OrderLineRequest, PlaceOrder,
-};
+use streamcart_aggregates::orders::{OrderCommand, OrderEvent, OrderLineRequest, PlaceOrder};
 use streamcart_aggregates::payments::PaymentEvent;
 use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku};
 use streamcart_schemas::codec::Codec;

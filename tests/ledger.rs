@@ -170,9 +170,15 @@ pub fn settled(l: &Ledger, expected_orders: usize) -> bool {
 /// Asserts the flash sale's invariants: every order placed once and closed, available never
 /// negative, no oversell, every reservation committed or released exactly once, every late
 /// authorization refunded exactly once.
-pub fn assert_sale_invariants(l: &Ledger, orders: usize, skus: &[String], hot: &str, hot_units: u32) {
+pub fn assert_sale_invariants(
+    l: &Ledger,
+    orders: usize,
+    skus: &[String],
+    hot: &str,
+    hot_units: u32,
+) {
     assert_eq!(l.placed, orders, "every order was placed once");
-    let open: Vec<_> = ledger
+    let open: Vec<_> = l
         .final_status
         .iter()
         .filter(|(_, s)| *s == "open")
