@@ -15,6 +15,7 @@ pub mod admin;
 pub mod dead_letter;
 pub mod error;
 pub mod headers;
+pub mod partitioner;
 pub mod restore;
 pub mod settings;
 pub mod shutdown;
