@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::message::Message;
-use streamcart_kafka_runtime::admin::co_partitioned;
+use streamcart_kafka_runtime::admin::{CoPartitionError, co_partitioned};
 use streamcart_kafka_runtime::headers;
 use streamcart_kafka_runtime::partitioner::partition_for;
 use streamcart_kafka_runtime::restore::read_partition;
@@ -270,6 +270,10 @@ where
     /// keeps their common count for ownership checks; fails, naming each topic's count, when
     /// they are not co-partitioned (or cannot be read within the metadata timeout).
     pub fn check_topics(&mut self) -> Result<i32, RuntimeError> {
+        Ok(self.read_partition_count()?)
+    }
+
+    fn read_partition_count(&mut self) -> Result<i32, CoPartitionError> {
         let count = co_partitioned(
             &self.settings,
             &[
@@ -471,7 +475,17 @@ where
     fn on_assigned(&mut self, partitions: &[(String, i32)]) -> Result<(), RuntimeError> {
         // Partitions added to a topic trigger an assignment: the count is read again, so
         // ownership follows it, and topics no longer co-partitioned stop the loop.
-        self.check_topics()?;
+        match self.read_partition_count() {
+            Ok(_) => {}
+            // A broker that cannot answer now is a blip the restore below waits out as well;
+            // the count read before stays right unless partitions were added meanwhile, which
+            // the assignment of the new partitions checks again.
+            Err(e @ CoPartitionError::Metadata { .. }) if self.partition_count.is_some() => {
+                tracing::warn!(aggregate = A::NAME, error = %e,
+                    "partition counts not re-read; keeping the known count");
+            }
+            Err(e) => return Err(e.into()),
+        }
         for (_, p) in partitions {
             let state = self.restore(*p)?;
             self.partitions.insert(*p, state);
