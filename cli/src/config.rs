@@ -48,6 +48,9 @@ pub struct ProcessorConfig {
     pub checkpoint_every_events: u64,
     /// Command ids remembered per aggregate for duplicate detection.
     pub recent_commands: usize,
+    /// Forward a command found on another partition than murmur2 gives its key to its owner
+    /// partition (true), or answer it `command.misplaced` (false).
+    pub forward_misplaced_commands: bool,
 }
 
 /// Deterministic payment decisions, so tests and demos can force both outcomes.
@@ -87,6 +90,7 @@ impl Default for ProcessorConfig {
             snapshot_every_events: 1_000,
             checkpoint_every_events: 20_000,
             recent_commands: 256,
+            forward_misplaced_commands: true,
         }
     }
 }
@@ -151,6 +155,10 @@ impl Config {
             self.processor.checkpoint_every_events =
                 parse("STREAMCART_CHECKPOINT_EVERY_EVENTS", &v)?;
         }
+        if let Some(v) = var("STREAMCART_FORWARD_MISPLACED_COMMANDS") {
+            self.processor.forward_misplaced_commands =
+                parse("STREAMCART_FORWARD_MISPLACED_COMMANDS", &v)?;
+        }
         if let Some(v) = var("STREAMCART_PAYMENTS_DECLINE_ABOVE_MINOR") {
             self.payments.decline_above_minor =
                 Some(parse("STREAMCART_PAYMENTS_DECLINE_ABOVE_MINOR", &v)?);
@@ -214,6 +222,21 @@ mod tests {
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<Config>("topic_prefx = \"a.\"").is_err());
         assert!(toml::from_str::<Config>("[kafka]\nbootstrap = \"x\"").is_err());
+    }
+
+    #[test]
+    fn forwarding_of_misplaced_commands_is_on_unless_turned_off() {
+        assert!(Config::default().processor.forward_misplaced_commands);
+        let cfg: Config =
+            toml::from_str("[processor]\nforward_misplaced_commands = false\n").expect("toml");
+        assert!(!cfg.processor.forward_misplaced_commands);
+        let mut cfg = Config::default();
+        cfg.apply_env(|k| (k == "STREAMCART_FORWARD_MISPLACED_COMMANDS").then(|| "false".into()))
+            .expect("env");
+        assert!(!cfg.processor.forward_misplaced_commands);
+        let err = cfg
+            .apply_env(|k| (k == "STREAMCART_FORWARD_MISPLACED_COMMANDS").then(|| "nope".into()));
+        assert!(err.is_err());
     }
 
     #[test]

@@ -136,6 +136,7 @@ where
             recent_commands: cfg.processor.recent_commands,
         },
         checkpoint_every_events: cfg.processor.checkpoint_every_events,
+        forward_misplaced: cfg.processor.forward_misplaced_commands,
         ..ProcessorTuning::default()
     };
     let rt = tokio::runtime::Handle::current();
@@ -152,6 +153,8 @@ where
         let ctx = make_ctx(&env)?;
         let mut handler =
             CommandHandler::<A>::new(settings.clone(), topics, codec, rt, ctx, tuning);
+        // Ownership of commands needs the partition count, and co-partitioned topics.
+        handler.check_topics()?;
         transactional::run(&settings, &spec, &mut handler, &shutdown)
     })
     .await

@@ -9,6 +9,7 @@
 //! - [`dead_letter`]: records that cannot be handled, kept with their original bytes.
 //! - [`trace`]: W3C trace context carried in the `traceparent` header.
 //! - [`headers`]: header names used on every record.
+//! - [`partitioner`]: murmur2 placement of keys, as the Java client does.
 //! - [`health`]: whether each loop makes progress, and why not.
 //! - [`shutdown`]: a cancellation token fired by SIGTERM / SIGINT.
 
@@ -17,6 +18,7 @@ pub mod dead_letter;
 pub mod error;
 pub mod headers;
 pub mod health;
+pub mod partitioner;
 pub mod restore;
 pub mod settings;
 pub mod shutdown;

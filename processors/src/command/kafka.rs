@@ -8,24 +8,42 @@
 //! Restore on assignment: the partition's snapshots (latest per aggregate) and its latest
 //! *checkpoint* — a snapshot record with an empty aggregate id whose `event_offset` says that
 //! every event up to it is covered by a snapshot — then the events after the checkpoint.
+//!
+//! Ownership: one writer per aggregate rests on every command of an aggregate reaching the
+//! partition murmur2 gives its key, but clients we do not control may place records with another
+//! partitioner (librdkafka's default hashes with CRC32). So the partition of every command is
+//! checked against murmur2 of its key, with the partition count the topics have (read at start
+//! and on every assignment, which also refuses topics that are not co-partitioned). A misplaced
+//! command is never applied: it is forwarded to its owner partition in the same transaction as
+//! its input offset (key, value and headers unchanged, so it is answered once, by the owner),
+//! or, with forwarding turned off, answered [`COMMAND_MISPLACED`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::message::Message;
+use streamcart_kafka_runtime::admin::{CoPartitionError, co_partitioned};
 use streamcart_kafka_runtime::headers;
+use streamcart_kafka_runtime::partitioner::partition_for;
 use streamcart_kafka_runtime::restore::read_partition;
 use streamcart_kafka_runtime::trace::TraceContext;
 use streamcart_kafka_runtime::transactional::{Delivered, InputRecord, OutRecord, TxnHandler};
 use streamcart_kafka_runtime::{HandleError, KafkaSettings, RuntimeError};
 use streamcart_schemas::codec::Codec;
-use streamcart_schemas::envelope::{CommandEnvelope, EventEnvelope, Snapshot};
+use streamcart_schemas::envelope::{
+    CommandEnvelope, CommandResult, EventEnvelope, Outcome, Snapshot,
+};
 use streamcart_schemas::error::{DecodeError, Disposition};
 use streamcart_schemas::topics::Topics;
 
 use super::table::{AggregateTable, SnapshotPolicy};
 use crate::bindings::Bound;
+
+/// Rejection code of a command that arrived on a partition murmur2 does not give its key, when
+/// forwarding is off; the message names the partition it belongs to.
+pub const COMMAND_MISPLACED: &str = "command.misplaced";
 
 /// Tuning of one command processor.
 #[derive(Debug, Clone)]
@@ -36,6 +54,11 @@ pub struct ProcessorTuning {
     pub checkpoint_every_events: u64,
     /// Longest a partition restore may take.
     pub restore_timeout: Duration,
+    /// Forward a command that arrived on another partition than its key's murmur2 partition to
+    /// that partition (true), or answer it [`COMMAND_MISPLACED`] (false).
+    pub forward_misplaced: bool,
+    /// Longest the partition counts of the aggregate's topics may take to read.
+    pub metadata_timeout: Duration,
 }
 
 impl Default for ProcessorTuning {
@@ -44,6 +67,8 @@ impl Default for ProcessorTuning {
             snapshots: SnapshotPolicy::default(),
             checkpoint_every_events: 20_000,
             restore_timeout: Duration::from_secs(120),
+            forward_misplaced: true,
+            metadata_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -78,7 +103,13 @@ where
     ctx: Arc<A::Context>,
     tuning: ProcessorTuning,
     partitions: HashMap<i32, PartitionState<A>>,
+    /// Partition count of the (co-partitioned) commands, events and snapshots topics, read
+    /// from the cluster: the modulus of command ownership.
+    partition_count: Option<i32>,
+    /// Misplaced commands handled so far (forwarded or refused), for the logs.
+    misplaced: u64,
     /// Topic names, built once: they are needed for every output record.
+    commands_topic: Arc<str>,
     events_topic: Arc<str>,
     results_topic: Arc<str>,
     snapshots_topic: Arc<str>,
@@ -153,6 +184,48 @@ pub fn decode_blocking<T: streamcart_schemas::envelope::WireRecord>(
     }
 }
 
+/// Whether a command found on a partition belongs there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// murmur2 gives its key the partition it arrived on: this partition's writer applies it.
+    Owned,
+    /// Its key belongs to partition `owner`.
+    Misplaced {
+        /// The partition murmur2 gives the key.
+        owner: i32,
+    },
+    /// The topic has no partitions (metadata not usable): nothing can be decided.
+    NoPartitions,
+}
+
+/// Where the command keyed `key`, found on partition `arrived` of a topic with `partitions`
+/// partitions, belongs.
+pub fn placement(key: &[u8], arrived: i32, partitions: i32) -> Placement {
+    match partition_for(key, partitions) {
+        Some(owner) if owner == arrived => Placement::Owned,
+        Some(owner) => Placement::Misplaced { owner },
+        None => Placement::NoPartitions,
+    }
+}
+
+/// The forward of a misplaced command to partition `owner` of `topic`: the very key, value
+/// bytes and headers it arrived with, so its owner sees what the client sent.
+pub fn forward_to(
+    topic: Arc<str>,
+    record: &InputRecord<'_>,
+    bytes: &[u8],
+    owner: i32,
+) -> OutRecord {
+    let mut r = OutRecord::new(topic, record.key.map(<[u8]>::to_vec), Some(bytes.to_vec()));
+    r.partition = Some(owner);
+    r.headers = record
+        .headers
+        .iter()
+        .map(|(k, v)| (Cow::Owned((*k).to_owned()), Cow::Owned(v.to_vec())))
+        .collect();
+    r
+}
+
 /// Maps a decode failure to retry (registry unreachable) or dead letter (bad bytes).
 pub fn decode_failure(e: DecodeError) -> HandleError {
     match e.disposition() {
@@ -177,6 +250,7 @@ where
         tuning: ProcessorTuning,
     ) -> Self {
         Self {
+            commands_topic: topics.commands(A::CONTEXT).into(),
             events_topic: topics.events(A::CONTEXT).into(),
             results_topic: topics.command_results().into(),
             snapshots_topic: topics.snapshots(A::CONTEXT).into(),
@@ -187,7 +261,112 @@ where
             ctx,
             tuning,
             partitions: HashMap::new(),
+            partition_count: None,
+            misplaced: 0,
         }
+    }
+
+    /// Reads the partition counts of the aggregate's commands, events and snapshots topics and
+    /// keeps their common count for ownership checks; fails, naming each topic's count, when
+    /// they are not co-partitioned (or cannot be read within the metadata timeout).
+    pub fn check_topics(&mut self) -> Result<i32, RuntimeError> {
+        Ok(self.read_partition_count()?)
+    }
+
+    fn read_partition_count(&mut self) -> Result<i32, CoPartitionError> {
+        let count = co_partitioned(
+            &self.settings,
+            &[
+                &self.commands_topic,
+                &self.events_topic,
+                &self.snapshots_topic,
+            ],
+            self.tuning.metadata_timeout,
+        )?;
+        if self.partition_count != Some(count) {
+            tracing::info!(
+                aggregate = A::NAME,
+                partitions = count,
+                "topics co-partitioned"
+            );
+        }
+        self.partition_count = Some(count);
+        Ok(count)
+    }
+
+    /// Answers a command that belongs to partition `owner`, not to the one it arrived on:
+    /// forwards it there untouched, or refuses it, depending on the tuning. Nothing is applied.
+    fn misplaced(
+        &mut self,
+        record: &InputRecord<'_>,
+        bytes: &[u8],
+        command: &CommandEnvelope<A::Command>,
+        owner: i32,
+        count: i32,
+        out: &mut Vec<OutRecord>,
+    ) -> Result<(), HandleError> {
+        self.misplaced += 1;
+        if self.misplaced == 1 || self.misplaced.is_power_of_two() {
+            tracing::warn!(
+                aggregate = A::NAME,
+                misplaced = self.misplaced,
+                forwarding = self.tuning.forward_misplaced,
+                example_key = %command.aggregate_id,
+                arrived_on = record.partition,
+                owner,
+                "commands written by a producer that does not place keys with murmur2"
+            );
+        }
+        if self.tuning.forward_misplaced {
+            out.push(forward_to(
+                self.commands_topic.clone(),
+                record,
+                bytes,
+                owner,
+            ));
+            return Ok(());
+        }
+        let trace = record
+            .header(headers::TRACEPARENT)
+            .and_then(TraceContext::parse)
+            .unwrap_or_else(TraceContext::new_root)
+            .child();
+        let result = CommandResult {
+            command_id: command.command_id,
+            aggregate_id: command.aggregate_id.clone(),
+            outcome: Outcome::Rejected {
+                code: COMMAND_MISPLACED.into(),
+                message: format!(
+                    "command for {:?} arrived on partition {} of {}, but its key belongs to \
+                     partition {owner} of {count} (murmur2); nothing was applied: produce \
+                     with the murmur2 partitioner (librdkafka: partitioner=murmur2_random)",
+                    command.aggregate_id, record.partition, self.commands_topic
+                ),
+            },
+        };
+        out.push(self.result_record(&result, trace.to_header())?);
+        Ok(())
+    }
+
+    fn result_record(
+        &self,
+        result: &CommandResult,
+        traceparent: Vec<u8>,
+    ) -> Result<OutRecord, HandleError> {
+        let bytes = self.encode(result)?;
+        let mut r = OutRecord::new(
+            self.results_topic.clone(),
+            Some(result.command_id.to_string().into_bytes()),
+            Some(bytes),
+        );
+        r.headers = vec![
+            (headers::TRACEPARENT.into(), traceparent.into()),
+            (
+                headers::CONTENT_TYPE.into(),
+                headers::AVRO_CONTENT_TYPE.as_bytes().into(),
+            ),
+        ];
+        Ok(r)
     }
 
     fn restore(&self, partition: i32) -> Result<PartitionState<A>, RuntimeError> {
@@ -294,6 +473,19 @@ where
     A::State: streamcart_schemas::envelope::SnapshotState + Send,
 {
     fn on_assigned(&mut self, partitions: &[(String, i32)]) -> Result<(), RuntimeError> {
+        // Partitions added to a topic trigger an assignment: the count is read again, so
+        // ownership follows it, and topics no longer co-partitioned stop the loop.
+        match self.read_partition_count() {
+            Ok(_) => {}
+            // A broker that cannot answer now is a blip the restore below waits out as well;
+            // the count read before stays right unless partitions were added meanwhile, which
+            // the assignment of the new partitions checks again.
+            Err(e @ CoPartitionError::Metadata { .. }) if self.partition_count.is_some() => {
+                tracing::warn!(aggregate = A::NAME, error = %e,
+                    "partition counts not re-read; keeping the known count");
+            }
+            Err(e) => return Err(e.into()),
+        }
         for (_, p) in partitions {
             let state = self.restore(*p)?;
             self.partitions.insert(*p, state);
@@ -329,6 +521,23 @@ where
                 ),
             ));
         }
+        let count = match self.partition_count {
+            Some(n) => n,
+            None => self
+                .check_topics()
+                .map_err(|e| HandleError::Transient(e.to_string()))?,
+        };
+        match placement(command.aggregate_id.as_bytes(), record.partition, count) {
+            Placement::Owned => {}
+            Placement::Misplaced { owner } => {
+                return self.misplaced(record, bytes, &command, owner, count, out);
+            }
+            Placement::NoPartitions => {
+                return Err(HandleError::Transient(format!(
+                    "topics report {count} partitions"
+                )));
+            }
+        }
         let trace = record
             .header(headers::TRACEPARENT)
             .and_then(TraceContext::parse)
@@ -360,17 +569,7 @@ where
             ];
             out.push(r);
         }
-        let bytes = self.encode(&decided.result)?;
-        let mut r = OutRecord::new(
-            self.results_topic.clone(),
-            Some(command.command_id.to_string().into_bytes()),
-            Some(bytes),
-        );
-        r.headers = vec![
-            (headers::TRACEPARENT.into(), tp.into()),
-            (headers::CONTENT_TYPE.into(), content_type.into()),
-        ];
-        out.push(r);
+        out.push(self.result_record(&decided.result, tp)?);
         Ok(())
     }
 
@@ -463,5 +662,66 @@ where
             part.table.rollback();
             (part.last_event_offset, part.events_since_checkpoint) = part.committed;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_belongs_to_the_murmur2_partition_of_its_key() {
+        let owner = partition_for(b"SKU-042", 8).expect("partitions");
+        assert_eq!(placement(b"SKU-042", owner, 8), Placement::Owned);
+        let elsewhere = (owner + 3) % 8;
+        assert_eq!(
+            placement(b"SKU-042", elsewhere, 8),
+            Placement::Misplaced { owner }
+        );
+        assert_eq!(placement(b"SKU-042", 0, 0), Placement::NoPartitions);
+        // One partition: everything is owned.
+        assert_eq!(placement(b"SKU-042", 0, 1), Placement::Owned);
+    }
+
+    #[test]
+    fn a_forward_keeps_key_value_and_every_header_and_names_the_owner() {
+        let record = InputRecord {
+            topic: "inventory.stock.commands",
+            partition: 1,
+            offset: 17,
+            key: Some(b"SKU-042"),
+            payload: Some(b"\0\0\0\0\x07avro"),
+            headers: vec![
+                (
+                    "traceparent",
+                    b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".as_slice(),
+                ),
+                (
+                    "content-type",
+                    b"application/vnd.apache.avro+binary".as_slice(),
+                ),
+                ("x-empty", b"".as_slice()),
+                ("traceparent", b"second".as_slice()),
+            ],
+        };
+        let out = forward_to(
+            "inventory.stock.commands".into(),
+            &record,
+            b"\0\0\0\0\x07avro",
+            5,
+        );
+        assert_eq!(&*out.topic, "inventory.stock.commands");
+        assert_eq!(out.partition, Some(5));
+        assert_eq!(out.key.as_deref(), Some(b"SKU-042".as_slice()));
+        assert_eq!(out.payload.as_deref(), Some(b"\0\0\0\0\x07avro".as_slice()));
+        let headers: Vec<(&str, &[u8])> = out
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
+        assert_eq!(
+            headers, record.headers,
+            "same headers, same order, repeats kept"
+        );
     }
 }
