@@ -195,4 +195,5 @@ pub fn spawn_streamcart(args: &[&str], env: &[(&str, String)], log_name: &str) -
 }
 
 pub mod ledger;
+pub mod pipelines;
 pub mod read_models;
