@@ -310,7 +310,7 @@ async fn a_flash_sale_survives_broker_registry_and_store_faults_and_rotating_kil
         world
             .send(Context::Catalog, sku, ProductCommand::CreateProduct(create))
             .await;
-        let units = if i == 0 { HOT_UNITS } else { 1_000 };
+        let units = if i == 0 { HOT_UNITS } else { 10_000 };
         world
             .send(
                 Context::Inventory,
@@ -341,14 +341,16 @@ async fn a_flash_sale_survives_broker_registry_and_store_faults_and_rotating_kil
             while !stop.load(Ordering::Relaxed) {
                 let (lines, card, deadline) = {
                     let mut rng = rand::rng();
+                    // Most orders can still be served once the hot SKU is sold out, so that
+                    // every role (payments too) keeps having input until the end.
                     let mut lines = vec![OrderLineRequest {
-                        sku: Sku::new(HOT).expect("sku"),
-                        quantity: rng.random_range(1..=2),
+                        sku: Sku::new(skus[1 + n % 5].clone()).expect("sku"),
+                        quantity: rng.random_range(1..=3),
                     }];
                     if n % 3 == 0 {
                         lines.push(OrderLineRequest {
-                            sku: Sku::new(skus[1 + n % 5].clone()).expect("sku"),
-                            quantity: rng.random_range(1..=3),
+                            sku: Sku::new(HOT).expect("sku"),
+                            quantity: rng.random_range(1..=2),
                         });
                     }
                     let card = if n % 8 == 3 {
