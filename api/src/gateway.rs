@@ -87,7 +87,8 @@ pub enum Reply {
 /// Options of one command.
 #[derive(Debug, Clone)]
 pub struct Send {
-    /// The command's id: the caller's `Idempotency-Key`, or a fresh one.
+    /// The command's id: the caller's `Idempotency-Key` (bound to this caller and request
+    /// beforehand), or a fresh one.
     pub command_id: Uuid,
     /// Optimistic concurrency check (`If-Match`).
     pub expected_version: Option<u64>,
@@ -296,23 +297,38 @@ impl Gateway {
     ) -> oneshot::Receiver<CommandResult> {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut tables) = self.tables.lock() {
-            if let Some(done) = tables.sent.get(&id).and_then(|s| s.result.clone()) {
+            let same = |s: &Sent| s.owner == owner && s.aggregate_id == aggregate_id;
+            if let Some(done) = tables
+                .sent
+                .get(&id)
+                .filter(|s| same(s))
+                .and_then(|s| s.result.clone())
+            {
                 // A retried command whose answer is already here: the processor will answer
-                // the repeat as a duplicate, but the first answer says more.
+                // the repeat as a duplicate, but the first answer says more. Only its sender
+                // gets it, and only for the aggregate it was sent to.
                 let _ = tx.send(done);
                 return rx;
             }
             tables.waiters.entry(id).or_default().push(tx);
-            if let std::collections::hash_map::Entry::Vacant(slot) = tables.sent.entry(id) {
-                slot.insert(Sent {
-                    owner: owner.to_owned(),
-                    aggregate_id: aggregate_id.to_owned(),
-                    result: None,
-                });
-                tables.order.push_back(id);
-                while tables.order.len() > self.remembered {
-                    if let Some(old) = tables.order.pop_front() {
-                        tables.sent.remove(&old);
+            let mine = Sent {
+                owner: owner.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                result: None,
+            };
+            match tables.sent.entry(id) {
+                std::collections::hash_map::Entry::Occupied(mut slot) => {
+                    if !same(slot.get()) {
+                        slot.insert(mine);
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(mine);
+                    tables.order.push_back(id);
+                    while tables.order.len() > self.remembered {
+                        if let Some(old) = tables.order.pop_front() {
+                            tables.sent.remove(&old);
+                        }
                     }
                 }
             }
@@ -341,7 +357,13 @@ impl Gateway {
             return;
         };
         let id = result.command_id;
-        let Some(sent) = tables.sent.get_mut(&id) else {
+        // Command ids are chosen by clients: a result for the same id at another aggregate
+        // answers someone else's command.
+        let Some(sent) = tables
+            .sent
+            .get_mut(&id)
+            .filter(|s| s.aggregate_id == result.aggregate_id)
+        else {
             return;
         };
         // The first answer is the one that applied (or refused) the command; a later one for a

@@ -1,0 +1,317 @@
+//! `Idempotency-Key`: one key, one request, one caller, one effect.
+//!
+//! A key is the command's id, so the command processor answers a repeat as a duplicate. That
+//! alone is not enough at the edge:
+//!
+//! - when the server chooses an id (an order placed without `order_id`), a retry must address
+//!   the same aggregate, or the repeat is a new command to a new aggregate and is applied. The id
+//!   is therefore derived from the caller and the key ([`order_id_for`]), never drawn at random,
+//!   so every edge instance, before or after a restart, chooses the same one;
+//! - a key must never fetch someone else's answer, nor the answer to another request. The first
+//!   use of a key binds it, in Redis (shared by every edge instance, kept for
+//!   [`ApiConfig::idempotency_key_ttl_seconds`]), to the caller and to a fingerprint of the
+//!   request (endpoint, addressed aggregate, body). A later use with another binding is refused
+//!   with `idempotency_key_reused` before anything is produced.
+//!
+//! The binding is written atomically (a Lua script: keep what is there, or store ours), so
+//! concurrent first uses on several instances agree on one winner. Without Redis the binding
+//! cannot be checked, and a keyed command is refused (503) rather than risk answering it with
+//! another request's result; commands without a key do not need Redis.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::ApiConfig;
+use crate::error::ApiError;
+
+/// Namespace of the name-based ids the edge derives from idempotency keys.
+const NAMESPACE: Uuid = Uuid::from_u128(0x6c1d_43a8_9f3e_4b7a_a5c1_2f0e_7d94_b318);
+
+/// KEYS[1] the key's entry; ARGV[1] our binding, ARGV[2] TTL in ms. Returns the binding in force:
+/// the one already there, or ours, just stored.
+const CLAIM: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+";
+
+/// Version tag of the stored bindings, so a future format is never misread as a mismatch.
+const FORMAT: &str = "b1";
+
+/// Why a keyed request cannot go ahead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The key is bound to another caller; refused (422), never retried by the edge.
+    #[error("this Idempotency-Key was already used by another caller; send a fresh key")]
+    OtherCaller,
+    /// The key is bound to another request of the same caller; refused (422), never retried.
+    #[error(
+        "this Idempotency-Key was already used for a different request (endpoint, target or \
+         body); a retry must repeat the request exactly, a new request needs a fresh key"
+    )]
+    OtherRequest,
+    /// Redis did not answer; the caller may retry the same request later (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::OtherCaller | KeyError::OtherRequest => ApiError::KeyReused(e.to_string()),
+            KeyError::Unavailable(reason) => ApiError::Unavailable {
+                code: "idempotency_store_unavailable",
+                what: "the idempotency-key store",
+                reason,
+            },
+        }
+    }
+}
+
+/// What a key is bound to: a caller and one request of theirs, both as name-based ids (Redis
+/// holds no subject or body in clear).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    caller: Uuid,
+    request: Uuid,
+}
+
+impl Binding {
+    /// The binding of `request` (see [`fingerprint`]) sent by `subject`.
+    pub fn new(subject: &str, request: Uuid) -> Self {
+        Self {
+            caller: name_id(&[b"caller", subject.as_bytes()]),
+            request,
+        }
+    }
+
+    fn encode(&self) -> String {
+        format!(
+            "{FORMAT}:{}:{}",
+            self.caller.simple(),
+            self.request.simple()
+        )
+    }
+
+    /// Whether a request with this binding may use a key that holds `held`.
+    pub fn admits(&self, held: &str) -> Result<(), KeyError> {
+        let mut parts = held.split(':');
+        let (Some(FORMAT), Some(caller), Some(request), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            // Unreadable: nobody can be shown to own it, so nobody is answered from it.
+            return Err(KeyError::OtherCaller);
+        };
+        if Uuid::parse_str(caller).ok() != Some(self.caller) {
+            return Err(KeyError::OtherCaller);
+        }
+        if Uuid::parse_str(request).ok() != Some(self.request) {
+            return Err(KeyError::OtherRequest);
+        }
+        Ok(())
+    }
+}
+
+/// A name-based id over length-prefixed parts, so no two part lists share a name.
+fn name_id(parts: &[&[u8]]) -> Uuid {
+    let mut name = Vec::new();
+    for part in parts {
+        name.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        name.extend_from_slice(part);
+    }
+    Uuid::new_v5(&NAMESPACE, &name)
+}
+
+/// The order id the server chooses for `subject`'s order placed under `key`: the same on every
+/// instance and across restarts, distinct for two callers using the same key.
+pub fn order_id_for(subject: &str, key: Uuid) -> Uuid {
+    name_id(&[b"order", subject.as_bytes(), key.as_bytes()])
+}
+
+/// The fingerprint of one request: its endpoint, the aggregate it addresses and its body as
+/// parsed (so spacing and member order do not matter, values do).
+pub fn fingerprint<B: Serialize>(endpoint: &str, aggregate_id: &str, body: &B) -> Uuid {
+    // Serialising a derived `Serialize` of plain fields cannot fail; an empty body still binds
+    // the endpoint and the aggregate.
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    name_id(&[
+        b"request",
+        endpoint.as_bytes(),
+        aggregate_id.as_bytes(),
+        &body,
+    ])
+}
+
+/// The bindings of idempotency keys, in Redis.
+#[derive(Debug)]
+pub struct IdempotencyKeys {
+    connection: RwLock<Option<ConnectionManager>>,
+    prefix: String,
+    ttl: Duration,
+    timeout: Duration,
+    claim: Script,
+}
+
+impl IdempotencyKeys {
+    /// Key bindings under `topic_prefix` (so deployments and test runs sharing a Redis stay
+    /// apart), connecting to `redis_url` in the background until it answers or `shutdown`.
+    pub fn start(
+        redis_url: String,
+        topic_prefix: &str,
+        config: &ApiConfig,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let keys = Arc::new(Self {
+            connection: RwLock::new(None),
+            prefix: format!("{topic_prefix}streamcart:idempotency:"),
+            ttl: Duration::from_secs(config.idempotency_key_ttl_seconds.max(1)),
+            timeout: config.idempotency_timeout(),
+            claim: Script::new(CLAIM),
+        });
+        tokio::spawn(Arc::clone(&keys).connect(redis_url, shutdown));
+        keys
+    }
+
+    async fn connect(self: Arc<Self>, url: String, shutdown: CancellationToken) {
+        loop {
+            let attempt = async {
+                let client = redis::Client::open(url.as_str())?;
+                ConnectionManager::new(client).await
+            };
+            match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+                Ok(Ok(connection)) => {
+                    if let Ok(mut slot) = self.connection.write() {
+                        *slot = Some(connection);
+                    }
+                    tracing::info!("idempotency-key store connected");
+                    return;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "idempotency-key store unavailable"),
+                Err(_) => tracing::warn!("idempotency-key store connection timed out"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
+    /// Binds `key` to `binding` unless it is bound already; refuses a key bound otherwise.
+    pub async fn claim(&self, key: Uuid, binding: &Binding) -> Result<(), KeyError> {
+        let connection = self.connection.read().ok().and_then(|c| c.clone());
+        // The manager reconnects by itself once it exists; before that there is nothing to ask.
+        let Some(mut connection) = connection else {
+            return Err(KeyError::Unavailable("not connected to Redis yet".into()));
+        };
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        let call = async {
+            let held: String = self
+                .claim
+                .key(format!("{}{}", self.prefix, key.hyphenated()))
+                .arg(binding.encode())
+                .arg(ttl_ms)
+                .invoke_async(&mut connection)
+                .await?;
+            Ok::<_, redis::RedisError>(held)
+        };
+        let held = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(held)) => held,
+            Ok(Err(e)) => return Err(KeyError::Unavailable(e.to_string())),
+            Err(_) => {
+                return Err(KeyError::Unavailable(format!(
+                    "no answer within {} ms",
+                    self.timeout.as_millis()
+                )));
+            }
+        };
+        binding.admits(&held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Uuid {
+        Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0042)
+    }
+
+    #[test]
+    fn an_order_id_depends_on_the_caller_and_the_key_alone() {
+        assert_eq!(order_id_for("alice", key()), order_id_for("alice", key()));
+        assert_ne!(order_id_for("alice", key()), order_id_for("bob", key()));
+        assert_ne!(
+            order_id_for("alice", key()),
+            order_id_for("alice", Uuid::from_u128(7))
+        );
+        // A subject that ends like a key begins cannot pass for another (subject, key) pair.
+        assert_ne!(name_id(&[b"ab", b"c"]), name_id(&[b"a", b"bc"]));
+    }
+
+    #[test]
+    fn the_same_request_is_admitted_again() {
+        let request = fingerprint("place_order", "o-1", &serde_json::json!({"a": 1}));
+        let ours = Binding::new("alice", request);
+        assert_eq!(ours.admits(&ours.encode()), Ok(()));
+        assert_eq!(Binding::new("alice", request), ours);
+    }
+
+    #[test]
+    fn another_caller_is_refused() {
+        let request = fingerprint("place_order", "o-1", &serde_json::json!({"a": 1}));
+        let held = Binding::new("alice", request).encode();
+        assert_eq!(
+            Binding::new("bob", request).admits(&held),
+            Err(KeyError::OtherCaller)
+        );
+    }
+
+    #[test]
+    fn another_body_endpoint_or_aggregate_is_refused() {
+        let body = serde_json::json!({"a": 1});
+        let held = Binding::new("alice", fingerprint("place_order", "o-1", &body)).encode();
+        for other in [
+            fingerprint("place_order", "o-1", &serde_json::json!({"a": 2})),
+            fingerprint("cancel_order", "o-1", &body),
+            fingerprint("place_order", "o-2", &body),
+        ] {
+            assert_eq!(
+                Binding::new("alice", other).admits(&held),
+                Err(KeyError::OtherRequest)
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_binding_admits_nobody() {
+        let ours = Binding::new("alice", fingerprint("x", "y", &()));
+        for held in [
+            "",
+            "garbage",
+            "b1:zz:zz",
+            "b9:a:b",
+            &format!("{}:extra", ours.encode()),
+        ] {
+            assert_eq!(ours.admits(held), Err(KeyError::OtherCaller), "{held}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_422_with_one_code_and_outages_503() {
+        for e in [KeyError::OtherCaller, KeyError::OtherRequest] {
+            let api = ApiError::from(e);
+            assert_eq!(api.status().as_u16(), 422);
+            assert_eq!(api.code(), "idempotency_key_reused");
+        }
+        let api = ApiError::from(KeyError::Unavailable("down".into()));
+        assert_eq!(api.status().as_u16(), 503);
+        assert_eq!(api.code(), "idempotency_store_unavailable");
+    }
+}
