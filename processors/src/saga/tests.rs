@@ -101,7 +101,7 @@ fn each_source_dispatches_to_every_row_of_the_routing_table() {
 }
 
 #[test]
-fn command_ids_depend_only_on_the_event_and_the_reaction() {
+fn command_ids_depend_only_on_the_event_the_reaction_and_the_target() {
     let event = fixtures::order_event(fixtures::placed(&[
         ("SKU-A", 1),
         ("SKU-B", 2),
