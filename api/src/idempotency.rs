@@ -10,7 +10,7 @@
 //! - a key must never fetch someone else's answer, nor the answer to another request. The first
 //!   use of a key binds it, in Redis (shared by every edge instance, kept for
 //!   [`ApiConfig::idempotency_key_ttl_seconds`]), to the caller and to a fingerprint of the
-//!   request (endpoint, addressed aggregate, body). A later use with another binding is refused
+//!   request (endpoint, addressed aggregate, `If-Match`, body). A later use with another binding is refused
 //!   with `idempotency_key_reused` before anything is produced.
 //!
 //! The binding is written atomically (a Lua script: keep what is there, or store ours), so
@@ -135,16 +135,23 @@ pub fn order_id_for(subject: &str, key: Uuid) -> Uuid {
     name_id(&[b"order", subject.as_bytes(), key.as_bytes()])
 }
 
-/// The fingerprint of one request: its endpoint, the aggregate it addresses and its body as
-/// parsed (so spacing and member order do not matter, values do).
-pub fn fingerprint<B: Serialize>(endpoint: &str, aggregate_id: &str, body: &B) -> Uuid {
+/// The fingerprint of one request: its endpoint, the aggregate it addresses, its `If-Match`
+/// version and its body as parsed (so spacing and member order do not matter, values do).
+pub fn fingerprint<B: Serialize>(
+    endpoint: &str,
+    aggregate_id: &str,
+    expected_version: Option<u64>,
+    body: &B,
+) -> Uuid {
     // Serialising a derived `Serialize` of plain fields cannot fail; an empty body still binds
     // the endpoint and the aggregate.
     let body = serde_json::to_vec(body).unwrap_or_default();
+    let version = expected_version.map(u64::to_be_bytes);
     name_id(&[
         b"request",
         endpoint.as_bytes(),
         aggregate_id.as_bytes(),
+        version.as_ref().map_or(&[][..], |v| &v[..]),
         &body,
     ])
 }
@@ -257,7 +264,7 @@ mod tests {
 
     #[test]
     fn the_same_request_is_admitted_again() {
-        let request = fingerprint("place_order", "o-1", &serde_json::json!({"a": 1}));
+        let request = fingerprint("place_order", "o-1", None, &serde_json::json!({"a": 1}));
         let ours = Binding::new("alice", request);
         assert_eq!(ours.admits(&ours.encode()), Ok(()));
         assert_eq!(Binding::new("alice", request), ours);
@@ -265,7 +272,7 @@ mod tests {
 
     #[test]
     fn another_caller_is_refused() {
-        let request = fingerprint("place_order", "o-1", &serde_json::json!({"a": 1}));
+        let request = fingerprint("place_order", "o-1", None, &serde_json::json!({"a": 1}));
         let held = Binding::new("alice", request).encode();
         assert_eq!(
             Binding::new("bob", request).admits(&held),
@@ -276,11 +283,12 @@ mod tests {
     #[test]
     fn another_body_endpoint_or_aggregate_is_refused() {
         let body = serde_json::json!({"a": 1});
-        let held = Binding::new("alice", fingerprint("place_order", "o-1", &body)).encode();
+        let held = Binding::new("alice", fingerprint("place_order", "o-1", None, &body)).encode();
         for other in [
-            fingerprint("place_order", "o-1", &serde_json::json!({"a": 2})),
-            fingerprint("cancel_order", "o-1", &body),
-            fingerprint("place_order", "o-2", &body),
+            fingerprint("place_order", "o-1", None, &serde_json::json!({"a": 2})),
+            fingerprint("cancel_order", "o-1", None, &body),
+            fingerprint("place_order", "o-2", None, &body),
+            fingerprint("place_order", "o-1", Some(3), &body),
         ] {
             assert_eq!(
                 Binding::new("alice", other).admits(&held),
@@ -291,7 +299,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_binding_admits_nobody() {
-        let ours = Binding::new("alice", fingerprint("x", "y", &()));
+        let ours = Binding::new("alice", fingerprint("x", "y", None, &()));
         for held in [
             "",
             "garbage",

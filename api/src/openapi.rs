@@ -51,7 +51,7 @@ fn paging() -> Vec<Value> {
 fn command_headers() -> Vec<Value> {
     vec![
         json!({"name": "Idempotency-Key", "in": "header", "required": false,
-               "description": "UUID used as the command id: a retry with the same key is never applied twice. The first use binds the key to the caller and the request (endpoint, addressed aggregate, body) for idempotency_key_ttl_seconds (24 h by default), on every edge instance: a retry must repeat the request exactly; another caller's key, or the same key for another request, is refused with 422 idempotency_key_reused. POST /v1/orders without order_id derives the order id from the caller and the key, so every retry addresses the same order.",
+               "description": "UUID used as the command id: a retry with the same key is never applied twice. The first use binds the key to the caller and the request (endpoint, addressed aggregate, If-Match, body) for idempotency_key_ttl_seconds (24 h by default), on every edge instance: a retry must repeat the request exactly; another caller's key, or the same key for another request, is refused with 422 idempotency_key_reused. POST /v1/orders without order_id derives the order id from the caller and the key, so every retry addresses the same order.",
                "schema": {"type": "string", "format": "uuid"}}),
         json!({"name": "If-Match", "in": "header", "required": false,
                "description": "Expected aggregate version, e.g. \"3\"; 409 when it differs.",

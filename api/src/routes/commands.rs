@@ -315,7 +315,12 @@ pub async fn create_product(
     let key = sku("sku", &body.sku)?;
     validate_name(&body.name).map_err(|e| invalid("name", e))?;
     validate_category(&body.category).map_err(|e| invalid("category", e))?;
-    let request = fingerprint("create_product", key.as_str(), &body);
+    let request = fingerprint(
+        "create_product",
+        key.as_str(),
+        options.send.expected_version,
+        &body,
+    );
     let command = ProductCommand::CreateProduct(CreateProduct {
         sku: key.as_str().to_owned(),
         name: body.name,
@@ -347,7 +352,12 @@ pub async fn rename_product(
     let options = options(&caller, &headers)?;
     let key = sku("sku", &path)?;
     validate_name(&body.name).map_err(|e| invalid("name", e))?;
-    let request = fingerprint("rename_product", key.as_str(), &body);
+    let request = fingerprint(
+        "rename_product",
+        key.as_str(),
+        options.send.expected_version,
+        &body,
+    );
     let command = ProductCommand::RenameProduct(RenameProduct { name: body.name });
     dispatch(
         &state,
@@ -372,7 +382,12 @@ pub async fn change_price(
     caller.require_any(&[Role::CatalogAdmin])?;
     let options = options(&caller, &headers)?;
     let key = sku("sku", &path)?;
-    let request = fingerprint("change_price", key.as_str(), &body);
+    let request = fingerprint(
+        "change_price",
+        key.as_str(),
+        options.send.expected_version,
+        &body,
+    );
     let command = ProductCommand::ChangePrice(ChangePrice {
         price: money("price", body.price)?,
     });
@@ -400,7 +415,12 @@ pub async fn change_category(
     let options = options(&caller, &headers)?;
     let key = sku("sku", &path)?;
     validate_category(&body.category).map_err(|e| invalid("category", e))?;
-    let request = fingerprint("change_category", key.as_str(), &body);
+    let request = fingerprint(
+        "change_category",
+        key.as_str(),
+        options.send.expected_version,
+        &body,
+    );
     let command = ProductCommand::ChangeCategory(ChangeCategory {
         category: body.category,
     });
@@ -426,7 +446,12 @@ pub async fn discontinue_product(
     caller.require_any(&[Role::CatalogAdmin])?;
     let options = options(&caller, &headers)?;
     let key = sku("sku", &path)?;
-    let request = fingerprint("discontinue_product", key.as_str(), &());
+    let request = fingerprint(
+        "discontinue_product",
+        key.as_str(),
+        options.send.expected_version,
+        &(),
+    );
     let command = ProductCommand::DiscontinueProduct(DiscontinueProduct);
     dispatch(
         &state,
@@ -454,7 +479,12 @@ pub async fn receive_stock(
     if !(1..=MAX_RECEIVED).contains(&body.quantity) {
         return Err(invalid("quantity", format!("must be 1 to {MAX_RECEIVED}")));
     }
-    let request = fingerprint("receive_stock", key.as_str(), &body);
+    let request = fingerprint(
+        "receive_stock",
+        key.as_str(),
+        options.send.expected_version,
+        &body,
+    );
     let command = StockCommand::ReceiveStock(ReceiveStock {
         quantity: body.quantity,
     });
@@ -490,7 +520,12 @@ pub async fn place_order(
         (None, None) => Uuid::new_v4().to_string(),
     };
     let order_id = OrderId::new(order_id).map_err(|e| invalid("order_id", e))?;
-    let request = fingerprint("place_order", order_id.as_str(), &body);
+    let request = fingerprint(
+        "place_order",
+        order_id.as_str(),
+        options.send.expected_version,
+        &body,
+    );
     if body.lines.is_empty() || body.lines.len() > MAX_LINES {
         return Err(invalid(
             "lines",
@@ -571,7 +606,12 @@ pub async fn cancel_order(
         return Err(not_found());
     }
     let options = options(&caller, &headers)?;
-    let request = fingerprint("cancel_order", order_id.as_str(), &());
+    let request = fingerprint(
+        "cancel_order",
+        order_id.as_str(),
+        options.send.expected_version,
+        &(),
+    );
     let command = OrderCommand::CancelOrder(CancelOrder {
         reason: CancelReason::CustomerRequested,
     });
