@@ -14,16 +14,23 @@
 //!   with `idempotency_key_reused` before anything is produced.
 //!
 //! The binding is written atomically (a Lua script: keep what is there, or store ours), so
-//! concurrent first uses on several instances agree on one winner. Without Redis the binding
-//! cannot be checked, and a keyed command is refused (503) rather than risk answering it with
-//! another request's result; commands without a key do not need Redis.
+//! concurrent first uses on several instances agree on one winner. The first answer the command
+//! gets (accepted or rejected) is stored beside the binding, for as long as it lives: a retry on
+//! any instance, or after a restart, is answered with it and produces nothing. It also keeps a
+//! retry from being applied again once the command id has left the aggregate's duplicate window
+//! (a hot stock keeps only its recent command ids). Retries racing the first attempt, before its
+//! answer is stored, produce the same command again, which the processor answers as a duplicate.
+//!
+//! Without Redis the binding cannot be checked, and a keyed command is refused (503) rather than
+//! risk answering it with another request's result; commands without a key do not need Redis.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::Script;
 use redis::aio::ConnectionManager;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use streamcart_schemas::envelope::{CommandResult, Outcome};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -33,13 +40,27 @@ use crate::error::ApiError;
 /// Namespace of the name-based ids the edge derives from idempotency keys.
 const NAMESPACE: Uuid = Uuid::from_u128(0x6c1d_43a8_9f3e_4b7a_a5c1_2f0e_7d94_b318);
 
-/// KEYS[1] the key's entry; ARGV[1] our binding, ARGV[2] TTL in ms. Returns the binding in force:
-/// the one already there, or ours, just stored.
+/// KEYS[1] the key's binding, KEYS[2] its first answer; ARGV[1] our binding, ARGV[2] TTL in ms.
+/// Returns {the binding in force (the one already there, or ours, just stored), the first answer
+/// or nil}.
 const CLAIM: &str = r"
 local held = redis.call('GET', KEYS[1])
-if held then return held end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return ARGV[1]
+if not held then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {ARGV[1], false}
+end
+return {held, redis.call('GET', KEYS[2])}
+";
+
+/// KEYS[1] the key's binding, KEYS[2] its first answer; ARGV[1] our binding, ARGV[2] the answer.
+/// Stores the answer, to expire with the binding, unless one is there or the key is bound to
+/// someone else (or no longer bound). Returns 1 when stored.
+const RECORD: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+if redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl, 'NX') then return 1 end
+return 0
 ";
 
 /// Version tag of the stored bindings, so a future format is never misread as a mismatch.
@@ -119,6 +140,62 @@ impl Binding {
     }
 }
 
+/// A command's first answer as stored beside its key. Duplicates are not stored: they say less
+/// than the answer they repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum Stored {
+    Accepted {
+        aggregate_id: String,
+        version: u64,
+        event_ids: Vec<Uuid>,
+    },
+    Rejected {
+        aggregate_id: String,
+        code: String,
+        message: String,
+    },
+}
+
+impl Stored {
+    fn of(result: &CommandResult) -> Option<Self> {
+        let aggregate_id = result.aggregate_id.clone();
+        match &result.outcome {
+            Outcome::Accepted { version, event_ids } => Some(Stored::Accepted {
+                aggregate_id,
+                version: *version,
+                event_ids: event_ids.clone(),
+            }),
+            Outcome::Rejected { code, message } => Some(Stored::Rejected {
+                aggregate_id,
+                code: code.clone(),
+                message: message.clone(),
+            }),
+            Outcome::Duplicate { .. } => None,
+        }
+    }
+
+    fn into_result(self, command_id: Uuid) -> CommandResult {
+        let (aggregate_id, outcome) = match self {
+            Stored::Accepted {
+                aggregate_id,
+                version,
+                event_ids,
+            } => (aggregate_id, Outcome::Accepted { version, event_ids }),
+            Stored::Rejected {
+                aggregate_id,
+                code,
+                message,
+            } => (aggregate_id, Outcome::Rejected { code, message }),
+        };
+        CommandResult {
+            command_id,
+            aggregate_id,
+            outcome,
+        }
+    }
+}
+
 /// A name-based id over length-prefixed parts, so no two part lists share a name.
 fn name_id(parts: &[&[u8]]) -> Uuid {
     let mut name = Vec::new();
@@ -164,6 +241,7 @@ pub struct IdempotencyKeys {
     ttl: Duration,
     timeout: Duration,
     claim: Script,
+    record: Script,
 }
 
 impl IdempotencyKeys {
@@ -181,6 +259,7 @@ impl IdempotencyKeys {
             ttl: Duration::from_secs(config.idempotency_key_ttl_seconds.max(1)),
             timeout: config.idempotency_timeout(),
             claim: Script::new(CLAIM),
+            record: Script::new(RECORD),
         });
         tokio::spawn(Arc::clone(&keys).connect(redis_url, shutdown));
         keys
@@ -210,35 +289,91 @@ impl IdempotencyKeys {
         }
     }
 
-    /// Binds `key` to `binding` unless it is bound already; refuses a key bound otherwise.
-    pub async fn claim(&self, key: Uuid, binding: &Binding) -> Result<(), KeyError> {
-        let connection = self.connection.read().ok().and_then(|c| c.clone());
+    fn connection(&self) -> Result<ConnectionManager, KeyError> {
         // The manager reconnects by itself once it exists; before that there is nothing to ask.
-        let Some(mut connection) = connection else {
-            return Err(KeyError::Unavailable("not connected to Redis yet".into()));
-        };
+        self.connection
+            .read()
+            .ok()
+            .and_then(|c| c.clone())
+            .ok_or_else(|| KeyError::Unavailable("not connected to Redis yet".into()))
+    }
+
+    fn entries(&self, key: Uuid) -> (String, String) {
+        let binding = format!("{}{}", self.prefix, key.hyphenated());
+        let answer = format!("{binding}:answer");
+        (binding, answer)
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, redis::RedisError>>,
+    ) -> Result<T, KeyError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(KeyError::Unavailable(e.to_string())),
+            Err(_) => Err(KeyError::Unavailable(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Binds `key` to `binding` unless it is bound already; refuses a key bound otherwise.
+    /// Returns the command's first answer when one is stored: the request must not be sent again.
+    pub async fn claim(
+        &self,
+        key: Uuid,
+        binding: &Binding,
+    ) -> Result<Option<CommandResult>, KeyError> {
+        let mut connection = self.connection()?;
+        let (entry, answer) = self.entries(key);
         let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
-        let call = async {
-            let held: String = self
-                .claim
-                .key(format!("{}{}", self.prefix, key.hyphenated()))
-                .arg(binding.encode())
-                .arg(ttl_ms)
-                .invoke_async(&mut connection)
-                .await?;
-            Ok::<_, redis::RedisError>(held)
+        let (held, first): (String, Option<String>) = self
+            .bounded(async {
+                self.claim
+                    .key(&entry)
+                    .key(&answer)
+                    .arg(binding.encode())
+                    .arg(ttl_ms)
+                    .invoke_async(&mut connection)
+                    .await
+            })
+            .await?;
+        binding.admits(&held)?;
+        // An unreadable answer is only a lost shortcut: the command goes out again and the
+        // processor answers it as a duplicate.
+        Ok(first
+            .and_then(|json| serde_json::from_str::<Stored>(&json).ok())
+            .map(|stored| stored.into_result(key)))
+    }
+
+    /// Stores `result` as the first answer of the command sent under `key`, if it is one worth
+    /// replaying and none is stored yet. A failure only costs later retries a round trip to the
+    /// processor, so it is logged, not returned.
+    pub async fn record(&self, key: Uuid, binding: &Binding, result: &CommandResult) {
+        let Some(stored) = Stored::of(result) else {
+            return;
         };
-        let held = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(held)) => held,
-            Ok(Err(e)) => return Err(KeyError::Unavailable(e.to_string())),
-            Err(_) => {
-                return Err(KeyError::Unavailable(format!(
-                    "no answer within {} ms",
-                    self.timeout.as_millis()
-                )));
-            }
+        let Ok(json) = serde_json::to_string(&stored) else {
+            return;
         };
-        binding.admits(&held)
+        let stored = async {
+            let mut connection = self.connection()?;
+            let (entry, answer) = self.entries(key);
+            self.bounded(async {
+                self.record
+                    .key(&entry)
+                    .key(&answer)
+                    .arg(binding.encode())
+                    .arg(&json)
+                    .invoke_async::<i64>(&mut connection)
+                    .await
+            })
+            .await
+        };
+        if let Err(e) = stored.await {
+            tracing::warn!(error = %e, %key, "the first answer of a keyed command was not stored");
+        }
     }
 }
 
@@ -309,6 +444,36 @@ mod tests {
         ] {
             assert_eq!(ours.admits(held), Err(KeyError::OtherCaller), "{held}");
         }
+    }
+
+    #[test]
+    fn first_answers_survive_the_store_and_duplicates_are_not_kept() {
+        let id = key();
+        for outcome in [
+            Outcome::Accepted {
+                version: 1,
+                event_ids: vec![Uuid::from_u128(1), Uuid::from_u128(2)],
+            },
+            Outcome::Rejected {
+                code: "order.unknown_sku".into(),
+                message: "no such sku".into(),
+            },
+        ] {
+            let result = CommandResult {
+                command_id: id,
+                aggregate_id: "o-1".into(),
+                outcome,
+            };
+            let json = serde_json::to_string(&Stored::of(&result).expect("stored")).expect("json");
+            let back: Stored = serde_json::from_str(&json).expect("read back");
+            assert_eq!(back.into_result(id), result);
+        }
+        let duplicate = CommandResult {
+            command_id: id,
+            aggregate_id: "o-1".into(),
+            outcome: Outcome::Duplicate { version: 1 },
+        };
+        assert_eq!(Stored::of(&duplicate), None);
     }
 
     #[test]

@@ -275,8 +275,9 @@ fn pending(command_id: Uuid, aggregate_id: &str) -> Response {
     (StatusCode::ACCEPTED, headers, Json(body)).into_response()
 }
 
-/// Binds the request's key (if any) to it, then sends the command and answers with its result.
-/// `request` is the request's [`fingerprint`].
+/// Binds the request's key (if any) to it, then answers with the command's stored first answer,
+/// or sends the command and answers with its result (stored for later retries). `request` is the
+/// request's [`fingerprint`].
 async fn dispatch<C: CommandPayload>(
     state: &AppState,
     caller: &Principal,
@@ -286,11 +287,13 @@ async fn dispatch<C: CommandPayload>(
     command: C,
     created: Option<String>,
 ) -> Result<Response, ApiError> {
+    let mut bound = None;
     if let Some(key) = options.key {
-        state
-            .keys
-            .claim(key, &Binding::new(&caller.subject, request))
-            .await?;
+        let binding = Binding::new(&caller.subject, request);
+        if let Some(first) = state.keys.claim(key, &binding).await? {
+            return answer(first, created.as_deref());
+        }
+        bound = Some((key, binding));
     }
     let id = options.send.command_id;
     match state
@@ -298,7 +301,12 @@ async fn dispatch<C: CommandPayload>(
         .send(aggregate_id, command, options.send)
         .await?
     {
-        Reply::Answered(result) => answer(result, created.as_deref()),
+        Reply::Answered(result) => {
+            if let Some((key, binding)) = bound {
+                state.keys.record(key, &binding, &result).await;
+            }
+            answer(result, created.as_deref())
+        }
         Reply::Pending => Ok(pending(id, aggregate_id)),
     }
 }
