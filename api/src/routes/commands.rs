@@ -115,7 +115,9 @@ pub struct LineBody {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderBody {
-    /// The order's id (a lower-case UUID); one is generated when absent.
+    /// The order's id (a lower-case UUID). When absent, the server chooses it: derived from the
+    /// caller and the `Idempotency-Key` when one is sent (so every retry names the same order),
+    /// random otherwise.
     pub order_id: Option<String>,
     /// 1 to 50 lines.
     pub lines: Vec<LineBody>,
