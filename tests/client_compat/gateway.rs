@@ -313,3 +313,46 @@ async fn one_idempotency_key_places_one_order_whoever_retries_it_where() {
     let distinct: BTreeSet<Uuid> = ids.iter().copied().collect();
     assert_eq!(distinct.len(), ids.len(), "event ids are unique");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_command_is_refused_while_the_key_store_is_unreachable() {
+    let world = World::new("idem_noredis").await;
+    let port = free_port();
+    let dead_redis = format!("redis://127.0.0.1:{}", free_port());
+    let mut env = edge_env(port);
+    env.push(("STREAMCART_REDIS_URL", dead_redis));
+    env.push(("STREAMCART_API_COMMAND_TIMEOUT_MS", "1000".into()));
+    let _edge: Child = world.spawn_with(&["serve"], &env, "serve-noredis");
+    let edge = Edge::at(port).await;
+    let admin = token("admin", &["catalog_admin"]);
+    let body = json!({"quantity": 5});
+    let path = "/v1/stock/SKU-NOREDIS/receive";
+
+    // Nothing processes commands here: an unkeyed one is produced and answered 202.
+    let (status, reply) = edge.post(path, &admin, &body, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+
+    // A keyed one cannot be bound, so it is refused, quickly, and nothing is produced for it.
+    let key = Uuid::new_v4();
+    let started = Instant::now();
+    let (status, reply) = edge.post(path, &admin, &body, Some(key)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
+    assert_eq!(
+        reply["code"],
+        json!("idempotency_store_unavailable"),
+        "{reply}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let commands = tokio::task::block_in_place(|| {
+        streamcart_tests::read_topic(
+            &world.topics.commands(Context::Inventory),
+            1,
+            Duration::from_secs(30),
+        )
+    });
+    assert_eq!(commands.len(), 1, "only the unkeyed command was produced");
+}
