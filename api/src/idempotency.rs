@@ -10,8 +10,8 @@
 //! - a key must never fetch someone else's answer, nor the answer to another request. The first
 //!   use of a key binds it, in Redis (shared by every edge instance, kept for
 //!   [`ApiConfig::idempotency_key_ttl_seconds`]), to the caller and to a fingerprint of the
-//!   request (endpoint, addressed aggregate, `If-Match`, body). A later use with another binding is refused
-//!   with `idempotency_key_reused` before anything is produced.
+//!   request (endpoint, addressed aggregate, `If-Match`, body). A later use with another binding
+//!   is refused with `idempotency_key_reused` before anything is produced.
 //!
 //! The binding is written atomically (a Lua script: keep what is there, or store ours), so
 //! concurrent first uses on several instances agree on one winner. The first answer the command
@@ -63,7 +63,8 @@ if redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl, 'NX') then return 1 end
 return 0
 ";
 
-/// Version tag of the stored bindings, so a future format is never misread as a mismatch.
+/// Version tag of the stored bindings: one in any other format is not picked apart field by
+/// field, it admits nobody (see [`Binding::admits`]).
 const FORMAT: &str = "b1";
 
 /// Why a keyed request cannot go ahead.
@@ -74,8 +75,9 @@ pub enum KeyError {
     OtherCaller,
     /// The key is bound to another request of the same caller; refused (422), never retried.
     #[error(
-        "this Idempotency-Key was already used for a different request (endpoint, target or \
-         body); a retry must repeat the request exactly, a new request needs a fresh key"
+        "this Idempotency-Key was already used for a different request (endpoint, target, \
+         If-Match or body); a retry must repeat the request exactly, a new request needs a \
+         fresh key"
     )]
     OtherRequest,
     /// Redis did not answer; the caller may retry the same request later (503).
@@ -298,8 +300,10 @@ impl IdempotencyKeys {
             .ok_or_else(|| KeyError::Unavailable("not connected to Redis yet".into()))
     }
 
+    /// The Redis keys of `key`'s binding and first answer; the braces put both in one hash slot,
+    /// as a script touching both needs on a Redis Cluster.
     fn entries(&self, key: Uuid) -> (String, String) {
-        let binding = format!("{}{}", self.prefix, key.hyphenated());
+        let binding = format!("{}{{{}}}", self.prefix, key.hyphenated());
         let answer = format!("{binding}:answer");
         (binding, answer)
     }
