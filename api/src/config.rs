@@ -36,6 +36,10 @@ pub struct ApiConfig {
     pub remembered_results: usize,
     /// How long a command's deadline lies ahead when an order does not say.
     pub default_order_deadline_seconds: u32,
+    /// How long an `Idempotency-Key` stays bound to its caller and request.
+    pub idempotency_key_ttl_seconds: u64,
+    /// Bound on binding an `Idempotency-Key` in Redis; past it the command answers 503.
+    pub idempotency_timeout_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -54,6 +58,8 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024,
             remembered_results: 100_000,
             default_order_deadline_seconds: 900,
+            idempotency_key_ttl_seconds: 24 * 3600,
+            idempotency_timeout_ms: 1_000,
         }
     }
 }
@@ -78,6 +84,10 @@ impl ApiConfig {
     /// See [`ApiConfig::cache_timeout_ms`].
     pub fn cache_timeout(&self) -> Duration {
         Duration::from_millis(self.cache_timeout_ms)
+    }
+    /// See [`ApiConfig::idempotency_timeout_ms`].
+    pub fn idempotency_timeout(&self) -> Duration {
+        Duration::from_millis(self.idempotency_timeout_ms)
     }
     /// See [`ApiConfig::store_timeout_ms`].
     pub fn store_timeout(&self) -> Duration {

@@ -57,6 +57,9 @@ pub enum ApiError {
         /// Its explanation.
         message: String,
     },
+    /// The `Idempotency-Key` is bound to another caller or another request.
+    #[error("{0}")]
+    KeyReused(String),
     /// The body is not JSON.
     #[error("the body must be application/json")]
     UnsupportedMediaType,
@@ -116,7 +119,7 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Rejected { .. } | ApiError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -136,6 +139,7 @@ impl ApiError {
             ApiError::NotFound { .. } => "not_found".into(),
             ApiError::MethodNotAllowed => "method_not_allowed".into(),
             ApiError::Conflict { code, .. } | ApiError::Rejected { code, .. } => code.clone(),
+            ApiError::KeyReused(_) => "idempotency_key_reused".into(),
             ApiError::TooLarge { .. } => "body_too_large".into(),
             ApiError::UnsupportedMediaType => "unsupported_media_type".into(),
             ApiError::VersionNotReached { .. } => "version_not_reached".into(),

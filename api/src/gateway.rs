@@ -87,7 +87,8 @@ pub enum Reply {
 /// Options of one command.
 #[derive(Debug, Clone)]
 pub struct Send {
-    /// The command's id: the caller's `Idempotency-Key`, or a fresh one.
+    /// The command's id: the caller's `Idempotency-Key` (bound to this caller and request
+    /// beforehand), or a fresh one.
     pub command_id: Uuid,
     /// Optimistic concurrency check (`If-Match`).
     pub expected_version: Option<u64>,
@@ -109,6 +110,79 @@ struct Tables {
     waiters: HashMap<Uuid, Vec<oneshot::Sender<CommandResult>>>,
     sent: HashMap<Uuid, Sent>,
     order: VecDeque<Uuid>,
+}
+
+impl Tables {
+    /// Adds `waiter` for command `id`, sent by `owner` to `aggregate_id`; answers it at once when
+    /// the first answer to that very command is already known.
+    fn register(
+        &mut self,
+        id: Uuid,
+        owner: &str,
+        aggregate_id: &str,
+        waiter: oneshot::Sender<CommandResult>,
+        remembered: usize,
+    ) {
+        let same = |s: &Sent| s.owner == owner && s.aggregate_id == aggregate_id;
+        if let Some(done) = self
+            .sent
+            .get(&id)
+            .filter(|s| same(s))
+            .and_then(|s| s.result.clone())
+        {
+            // A retried command whose answer is already here: the processor will answer the
+            // repeat as a duplicate, but the first answer says more. Only its sender gets it,
+            // and only for the aggregate it was sent to.
+            let _ = waiter.send(done);
+            return;
+        }
+        self.waiters.entry(id).or_default().push(waiter);
+        let mine = Sent {
+            owner: owner.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            result: None,
+        };
+        match self.sent.entry(id) {
+            std::collections::hash_map::Entry::Occupied(mut slot) => {
+                if !same(slot.get()) {
+                    slot.insert(mine);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(mine);
+                self.order.push_back(id);
+                while self.order.len() > remembered {
+                    if let Some(old) = self.order.pop_front() {
+                        self.sent.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records `result` for the command it answers, if this gateway sent that command to that
+    /// aggregate, and wakes its waiters with the first answer.
+    fn answered(&mut self, result: CommandResult) {
+        let id = result.command_id;
+        // Command ids are chosen by clients: a result for the same id at another aggregate
+        // answers someone else's command.
+        let Some(sent) = self
+            .sent
+            .get_mut(&id)
+            .filter(|s| s.aggregate_id == result.aggregate_id)
+        else {
+            return;
+        };
+        // The first answer is the one that applied (or refused) the command; a later one for a
+        // repeat of the same id is a duplicate and must not hide it.
+        if sent.result.is_none() {
+            sent.result = Some(result.clone());
+        }
+        let first = sent.result.clone().unwrap_or(result);
+        for waiter in self.waiters.remove(&id).unwrap_or_default() {
+            let _ = waiter.send(first.clone());
+        }
+    }
 }
 
 /// What a poll finds.
@@ -296,26 +370,7 @@ impl Gateway {
     ) -> oneshot::Receiver<CommandResult> {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut tables) = self.tables.lock() {
-            if let Some(done) = tables.sent.get(&id).and_then(|s| s.result.clone()) {
-                // A retried command whose answer is already here: the processor will answer
-                // the repeat as a duplicate, but the first answer says more.
-                let _ = tx.send(done);
-                return rx;
-            }
-            tables.waiters.entry(id).or_default().push(tx);
-            if let std::collections::hash_map::Entry::Vacant(slot) = tables.sent.entry(id) {
-                slot.insert(Sent {
-                    owner: owner.to_owned(),
-                    aggregate_id: aggregate_id.to_owned(),
-                    result: None,
-                });
-                tables.order.push_back(id);
-                while tables.order.len() > self.remembered {
-                    if let Some(old) = tables.order.pop_front() {
-                        tables.sent.remove(&old);
-                    }
-                }
-            }
+            tables.register(id, owner, aggregate_id, tx, self.remembered);
         }
         rx
     }
@@ -337,21 +392,8 @@ impl Gateway {
     }
 
     fn answered(&self, result: CommandResult) {
-        let Ok(mut tables) = self.tables.lock() else {
-            return;
-        };
-        let id = result.command_id;
-        let Some(sent) = tables.sent.get_mut(&id) else {
-            return;
-        };
-        // The first answer is the one that applied (or refused) the command; a later one for a
-        // repeat of the same id is a duplicate and must not hide it.
-        if sent.result.is_none() {
-            sent.result = Some(result.clone());
-        }
-        let first = sent.result.clone().unwrap_or(result);
-        for waiter in tables.waiters.remove(&id).unwrap_or_default() {
-            let _ = waiter.send(first.clone());
+        if let Ok(mut tables) = self.tables.lock() {
+            tables.answered(result);
         }
     }
 
@@ -484,4 +526,80 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamcart_schemas::envelope::Outcome;
+
+    fn accepted(id: Uuid, aggregate_id: &str, version: u64) -> CommandResult {
+        CommandResult {
+            command_id: id,
+            aggregate_id: aggregate_id.into(),
+            outcome: Outcome::Accepted {
+                version,
+                event_ids: vec![Uuid::from_u128(u128::from(version))],
+            },
+        }
+    }
+
+    fn wait(
+        tables: &mut Tables,
+        id: Uuid,
+        owner: &str,
+        aggregate: &str,
+    ) -> oneshot::Receiver<CommandResult> {
+        let (tx, rx) = oneshot::channel();
+        tables.register(id, owner, aggregate, tx, 100);
+        rx
+    }
+
+    #[test]
+    fn a_known_answer_is_replayed_to_its_sender_for_its_aggregate_only() {
+        let mut tables = Tables::default();
+        let id = Uuid::from_u128(42);
+        let mut first = wait(&mut tables, id, "alice", "order-1");
+        tables.answered(accepted(id, "order-1", 1));
+        assert_eq!(first.try_recv(), Ok(accepted(id, "order-1", 1)));
+
+        let mut again = wait(&mut tables, id, "alice", "order-1");
+        assert_eq!(again.try_recv(), Ok(accepted(id, "order-1", 1)));
+        let mut other_caller = wait(&mut tables, id, "bob", "order-1");
+        assert!(other_caller.try_recv().is_err(), "bob gets alice's answer");
+        let mut other_aggregate = wait(&mut tables, id, "alice", "order-2");
+        assert!(
+            other_aggregate.try_recv().is_err(),
+            "an answer for order-1 given for order-2"
+        );
+    }
+
+    #[test]
+    fn a_result_at_another_aggregate_answers_nobody_here() {
+        let mut tables = Tables::default();
+        let id = Uuid::from_u128(7);
+        let mut waiting = wait(&mut tables, id, "alice", "SKU-1");
+        tables.answered(accepted(id, "SKU-2", 3));
+        assert!(waiting.try_recv().is_err());
+        tables.answered(accepted(id, "SKU-1", 1));
+        assert_eq!(waiting.try_recv(), Ok(accepted(id, "SKU-1", 1)));
+    }
+
+    #[test]
+    fn the_first_answer_outlives_a_later_duplicate() {
+        let mut tables = Tables::default();
+        let id = Uuid::from_u128(9);
+        let mut a = wait(&mut tables, id, "alice", "order-1");
+        let mut b = wait(&mut tables, id, "alice", "order-1");
+        tables.answered(accepted(id, "order-1", 1));
+        tables.answered(CommandResult {
+            command_id: id,
+            aggregate_id: "order-1".into(),
+            outcome: Outcome::Duplicate { version: 1 },
+        });
+        assert_eq!(a.try_recv(), Ok(accepted(id, "order-1", 1)));
+        assert_eq!(b.try_recv(), Ok(accepted(id, "order-1", 1)));
+        let mut later = wait(&mut tables, id, "alice", "order-1");
+        assert_eq!(later.try_recv(), Ok(accepted(id, "order-1", 1)));
+    }
 }

@@ -5,7 +5,8 @@
 //! - [`auth`]: JWT verification (HS256 / RS256) and roles.
 //! - [`reads`]: the read side, Redis first for products, with single-flight and negative
 //!   caching ([`single_flight`]).
-//! - [`gateway`]: request–reply over Kafka for commands.
+//! - [`gateway`]: request–reply over Kafka for commands; [`idempotency`]: what an
+//!   `Idempotency-Key` is bound to.
 //! - [`routes`]: the endpoints; [`extract`]: strict extractors; [`error`]: `{code, message}`.
 //! - [`openapi`]: the document at `/openapi.json`; [`metrics`]: counters at `/metrics`.
 //! - [`server`]: HTTP or HTTPS until shutdown.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod gateway;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod reads;

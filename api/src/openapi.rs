@@ -51,7 +51,7 @@ fn paging() -> Vec<Value> {
 fn command_headers() -> Vec<Value> {
     vec![
         json!({"name": "Idempotency-Key", "in": "header", "required": false,
-               "description": "UUID used as the command id: a retry with the same key is never applied twice.",
+               "description": "UUID used as the command id: a retry with the same key is never applied twice. The first use binds the key to the caller and the request (endpoint, addressed aggregate, If-Match, body) for idempotency_key_ttl_seconds (24 h by default), on every edge instance: a retry must repeat the request exactly; another caller's key, or the same key for another request, is refused with 422 idempotency_key_reused. POST /v1/orders without order_id derives the order id from the caller and the key, so every retry addresses the same order.",
                "schema": {"type": "string", "format": "uuid"}}),
         json!({"name": "If-Match", "in": "header", "required": false,
                "description": "Expected aggregate version, e.g. \"3\"; 409 when it differs.",
@@ -95,10 +95,15 @@ fn command(summary: &str, mut params: Vec<Value>, body: Option<&str>, created: b
         ),
         ("413", "Body too large"),
         ("415", "The body is not application/json"),
-        ("422", "Refused by the domain, with its code"),
+        (
+            "422",
+            "Refused by the domain, with its code; or idempotency_key_reused: the \
+             Idempotency-Key belongs to another caller or to another request",
+        ),
         (
             "503",
-            "Kafka or the registry is unavailable; retry with the same Idempotency-Key",
+            "Kafka, the registry or (for a request with an Idempotency-Key) the key store is \
+             unavailable; retry with the same Idempotency-Key",
         ),
     ]);
     let reply = json!({"$ref": "#/components/schemas/CommandReply"});
@@ -178,7 +183,8 @@ fn schemas() -> Value {
             "properties": {"quantity": {"type": "integer", "minimum": 1, "maximum": 1_000_000}}},
         "PlaceOrder": {"type": "object", "additionalProperties": false, "required": ["lines", "card_token"],
             "properties": {
-                "order_id": {"type": "string", "format": "uuid"},
+                "order_id": {"type": "string", "format": "uuid",
+                    "description": "Chosen by the server when absent: derived from the caller and the Idempotency-Key when one is sent (the same on every retry), random otherwise."},
                 "lines": {"type": "array", "minItems": 1, "maxItems": 50, "items": {
                     "type": "object", "additionalProperties": false, "required": ["sku", "quantity"],
                     "properties": {"sku": sku, "quantity": {"type": "integer", "minimum": 1, "maximum": 10_000}}}},

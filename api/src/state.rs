@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::auth::Verifier;
 use crate::config::ApiConfig;
 use crate::gateway::Gateway;
+use crate::idempotency::IdempotencyKeys;
 use crate::metrics::Metrics;
 use crate::reads::ReadModels;
 
@@ -17,6 +18,8 @@ pub struct AppState {
     pub reads: Arc<ReadModels>,
     /// The command side.
     pub gateway: Arc<Gateway>,
+    /// Bindings of idempotency keys.
+    pub keys: Arc<IdempotencyKeys>,
     /// Counters served at `/metrics`.
     pub metrics: Arc<Metrics>,
     /// The settings.

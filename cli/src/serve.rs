@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use streamcart_api::auth::Verifier;
 use streamcart_api::gateway::Gateway;
+use streamcart_api::idempotency::IdempotencyKeys;
 use streamcart_api::metrics::Metrics;
 use streamcart_api::reads::ReadModels;
 use streamcart_api::{AppState, server};
@@ -62,10 +63,17 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         shutdown.clone(),
     )
     .context("starting the command gateway")?;
+    let keys = IdempotencyKeys::start(
+        cfg.redis_url.clone(),
+        &cfg.topic_prefix,
+        &cfg.api,
+        shutdown.clone(),
+    );
     let state = AppState {
         verifier,
         reads,
         gateway: Arc::clone(&gateway),
+        keys,
         metrics,
         config: Arc::new(cfg.api.clone()),
     };

@@ -4,7 +4,9 @@
 //! and a location to poll when the answer is late.
 //!
 //! `Idempotency-Key: <uuid>` becomes the command id, so a retried request is never applied
-//! twice; `If-Match: "<version>"` becomes the expected version.
+//! twice; it is bound to its caller and request first, and an order placed under it without an
+//! `order_id` gets an id derived from the caller and the key (see [`crate::idempotency`]).
+//! `If-Match: "<version>"` becomes the expected version.
 
 use axum::Json;
 use axum::extract::State;
@@ -29,6 +31,7 @@ use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
 use crate::gateway::{Poll, Reply, Send, now_ms};
+use crate::idempotency::{Binding, fingerprint, order_id_for};
 use crate::state::AppState;
 
 /// Largest price or amount accepted, in minor units.
@@ -43,7 +46,7 @@ pub const MAX_CARD_TOKEN: usize = 64;
 pub const DEADLINE_SECONDS: std::ops::RangeInclusive<u32> = 5..=604_800;
 
 /// A price.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MoneyBody {
     /// Amount in minor units (cents), 1 to [`MAX_AMOUNT_MINOR`].
@@ -53,7 +56,7 @@ pub struct MoneyBody {
 }
 
 /// `POST /v1/products`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProductBody {
     /// New product's key.
@@ -67,7 +70,7 @@ pub struct CreateProductBody {
 }
 
 /// `POST /v1/products/{sku}/rename`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RenameBody {
     /// New display name.
@@ -75,7 +78,7 @@ pub struct RenameBody {
 }
 
 /// `POST /v1/products/{sku}/change-price`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePriceBody {
     /// New price.
@@ -83,7 +86,7 @@ pub struct ChangePriceBody {
 }
 
 /// `POST /v1/products/{sku}/change-category`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeCategoryBody {
     /// New category.
@@ -91,7 +94,7 @@ pub struct ChangeCategoryBody {
 }
 
 /// `POST /v1/stock/{sku}/receive`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiveStockBody {
     /// Units delivered, 1 to [`MAX_RECEIVED`].
@@ -99,7 +102,7 @@ pub struct ReceiveStockBody {
 }
 
 /// One line of `POST /v1/orders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineBody {
     /// Product.
@@ -109,10 +112,12 @@ pub struct LineBody {
 }
 
 /// `POST /v1/orders`; the customer is the caller.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderBody {
-    /// The order's id (a lower-case UUID); one is generated when absent.
+    /// The order's id (a lower-case UUID). When absent, the server chooses it: derived from the
+    /// caller and the `Idempotency-Key` when one is sent (so every retry names the same order),
+    /// random otherwise.
     pub order_id: Option<String>,
     /// 1 to 50 lines.
     pub lines: Vec<LineBody>,
@@ -166,18 +171,29 @@ fn money(field: &str, body: MoneyBody) -> Result<Money, ApiError> {
     Money::new(body.amount_minor, body.currency).map_err(|e| invalid(field, e))
 }
 
+/// A command's options, and the `Idempotency-Key` it was sent with.
+struct Options {
+    send: Send,
+    key: Option<Uuid>,
+}
+
 /// Command id, expected version and trace context from the request headers.
-fn options(caller: &Principal, headers: &HeaderMap) -> Result<Send, ApiError> {
-    let command_id = match headers.get("idempotency-key") {
-        None => Uuid::new_v4(),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| Uuid::parse_str(s.trim()).ok())
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be a UUID")
-            })?,
+fn options(caller: &Principal, headers: &HeaderMap) -> Result<Options, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| Uuid::parse_str(s.trim()).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_idempotency_key",
+                        "Idempotency-Key must be a UUID",
+                    )
+                })?,
+        ),
     };
+    let command_id = key.unwrap_or_else(Uuid::new_v4);
     let expected_version = match headers.get(header::IF_MATCH) {
         None => None,
         Some(v) => Some(
@@ -197,11 +213,14 @@ fn options(caller: &Principal, headers: &HeaderMap) -> Result<Send, ApiError> {
         .get("traceparent")
         .and_then(|v| TraceContext::parse(v.as_bytes()))
         .map_or_else(TraceContext::new_root, |parent| parent.child());
-    Ok(Send {
-        command_id,
-        expected_version,
-        owner: caller.subject.clone(),
-        trace,
+    Ok(Options {
+        send: Send {
+            command_id,
+            expected_version,
+            owner: caller.subject.clone(),
+            trace,
+        },
+        key,
     })
 }
 
@@ -258,18 +277,38 @@ fn pending(command_id: Uuid, aggregate_id: &str) -> Response {
     (StatusCode::ACCEPTED, headers, Json(body)).into_response()
 }
 
+/// Binds the request's key (if any) to it, then answers with the command's stored first answer,
+/// or sends the command and answers with its result (stored for later retries). `request` is the
+/// request's [`fingerprint`].
 async fn dispatch<C: CommandPayload>(
     state: &AppState,
     caller: &Principal,
-    headers: &HeaderMap,
+    options: Options,
+    request: Uuid,
     aggregate_id: &str,
     command: C,
     created: Option<String>,
 ) -> Result<Response, ApiError> {
-    let options = options(caller, headers)?;
-    let id = options.command_id;
-    match state.gateway.send(aggregate_id, command, options).await? {
-        Reply::Answered(result) => answer(result, created.as_deref()),
+    let mut bound = None;
+    if let Some(key) = options.key {
+        let binding = Binding::new(&caller.subject, request);
+        if let Some(first) = state.keys.claim(key, &binding).await? {
+            return answer(first, created.as_deref());
+        }
+        bound = Some((key, binding));
+    }
+    let id = options.send.command_id;
+    match state
+        .gateway
+        .send(aggregate_id, command, options.send)
+        .await?
+    {
+        Reply::Answered(result) => {
+            if let Some((key, binding)) = bound {
+                state.keys.record(key, &binding, &result).await;
+            }
+            answer(result, created.as_deref())
+        }
         Reply::Pending => Ok(pending(id, aggregate_id)),
     }
 }
@@ -282,9 +321,16 @@ pub async fn create_product(
     JsonBody(body): JsonBody<CreateProductBody>,
 ) -> Result<Response, ApiError> {
     caller.require_any(&[Role::CatalogAdmin])?;
+    let options = options(&caller, &headers)?;
     let key = sku("sku", &body.sku)?;
     validate_name(&body.name).map_err(|e| invalid("name", e))?;
     validate_category(&body.category).map_err(|e| invalid("category", e))?;
+    let request = fingerprint(
+        "create_product",
+        key.as_str(),
+        options.send.expected_version,
+        &body,
+    );
     let command = ProductCommand::CreateProduct(CreateProduct {
         sku: key.as_str().to_owned(),
         name: body.name,
@@ -295,7 +341,8 @@ pub async fn create_product(
     dispatch(
         &state,
         &caller,
-        &headers,
+        options,
+        request,
         key.as_str(),
         command,
         Some(location),
@@ -312,10 +359,26 @@ pub async fn rename_product(
     JsonBody(body): JsonBody<RenameBody>,
 ) -> Result<Response, ApiError> {
     caller.require_any(&[Role::CatalogAdmin])?;
+    let options = options(&caller, &headers)?;
     let key = sku("sku", &path)?;
     validate_name(&body.name).map_err(|e| invalid("name", e))?;
+    let request = fingerprint(
+        "rename_product",
+        key.as_str(),
+        options.send.expected_version,
+        &body,
+    );
     let command = ProductCommand::RenameProduct(RenameProduct { name: body.name });
-    dispatch(&state, &caller, &headers, key.as_str(), command, None).await
+    dispatch(
+        &state,
+        &caller,
+        options,
+        request,
+        key.as_str(),
+        command,
+        None,
+    )
+    .await
 }
 
 /// `POST /v1/products/{sku}/change-price`: catalog admins.
@@ -327,11 +390,27 @@ pub async fn change_price(
     JsonBody(body): JsonBody<ChangePriceBody>,
 ) -> Result<Response, ApiError> {
     caller.require_any(&[Role::CatalogAdmin])?;
+    let options = options(&caller, &headers)?;
     let key = sku("sku", &path)?;
+    let request = fingerprint(
+        "change_price",
+        key.as_str(),
+        options.send.expected_version,
+        &body,
+    );
     let command = ProductCommand::ChangePrice(ChangePrice {
         price: money("price", body.price)?,
     });
-    dispatch(&state, &caller, &headers, key.as_str(), command, None).await
+    dispatch(
+        &state,
+        &caller,
+        options,
+        request,
+        key.as_str(),
+        command,
+        None,
+    )
+    .await
 }
 
 /// `POST /v1/products/{sku}/change-category`: catalog admins.
@@ -343,12 +422,28 @@ pub async fn change_category(
     JsonBody(body): JsonBody<ChangeCategoryBody>,
 ) -> Result<Response, ApiError> {
     caller.require_any(&[Role::CatalogAdmin])?;
+    let options = options(&caller, &headers)?;
     let key = sku("sku", &path)?;
     validate_category(&body.category).map_err(|e| invalid("category", e))?;
+    let request = fingerprint(
+        "change_category",
+        key.as_str(),
+        options.send.expected_version,
+        &body,
+    );
     let command = ProductCommand::ChangeCategory(ChangeCategory {
         category: body.category,
     });
-    dispatch(&state, &caller, &headers, key.as_str(), command, None).await
+    dispatch(
+        &state,
+        &caller,
+        options,
+        request,
+        key.as_str(),
+        command,
+        None,
+    )
+    .await
 }
 
 /// `POST /v1/products/{sku}/discontinue`: catalog admins.
@@ -359,9 +454,25 @@ pub async fn discontinue_product(
     PathParams(path): PathParams<String>,
 ) -> Result<Response, ApiError> {
     caller.require_any(&[Role::CatalogAdmin])?;
+    let options = options(&caller, &headers)?;
     let key = sku("sku", &path)?;
+    let request = fingerprint(
+        "discontinue_product",
+        key.as_str(),
+        options.send.expected_version,
+        &(),
+    );
     let command = ProductCommand::DiscontinueProduct(DiscontinueProduct);
-    dispatch(&state, &caller, &headers, key.as_str(), command, None).await
+    dispatch(
+        &state,
+        &caller,
+        options,
+        request,
+        key.as_str(),
+        command,
+        None,
+    )
+    .await
 }
 
 /// `POST /v1/stock/{sku}/receive`: catalog admins.
@@ -373,14 +484,30 @@ pub async fn receive_stock(
     JsonBody(body): JsonBody<ReceiveStockBody>,
 ) -> Result<Response, ApiError> {
     caller.require_any(&[Role::CatalogAdmin])?;
+    let options = options(&caller, &headers)?;
     let key = sku("sku", &path)?;
     if !(1..=MAX_RECEIVED).contains(&body.quantity) {
         return Err(invalid("quantity", format!("must be 1 to {MAX_RECEIVED}")));
     }
+    let request = fingerprint(
+        "receive_stock",
+        key.as_str(),
+        options.send.expected_version,
+        &body,
+    );
     let command = StockCommand::ReceiveStock(ReceiveStock {
         quantity: body.quantity,
     });
-    dispatch(&state, &caller, &headers, key.as_str(), command, None).await
+    dispatch(
+        &state,
+        &caller,
+        options,
+        request,
+        key.as_str(),
+        command,
+        None,
+    )
+    .await
 }
 
 /// `POST /v1/orders`: customers, for themselves.
@@ -394,10 +521,21 @@ pub async fn place_order(
     let customer_id = CustomerId::new(caller.subject.clone()).map_err(|e| {
         ApiError::Forbidden(format!("the token's subject cannot place orders: {e}"))
     })?;
-    let order_id = match body.order_id {
-        Some(id) => OrderId::new(id).map_err(|e| invalid("order_id", e))?,
-        None => OrderId::new(Uuid::new_v4().to_string()).map_err(|e| invalid("order_id", e))?,
+    let options = options(&caller, &headers)?;
+    // A retry of a keyed request must address the order the first attempt chose, whichever
+    // instance answers it: the id is derived from the caller and the key, not drawn.
+    let order_id = match (&body.order_id, options.key) {
+        (Some(id), _) => id.clone(),
+        (None, Some(key)) => order_id_for(&caller.subject, key).to_string(),
+        (None, None) => Uuid::new_v4().to_string(),
     };
+    let order_id = OrderId::new(order_id).map_err(|e| invalid("order_id", e))?;
+    let request = fingerprint(
+        "place_order",
+        order_id.as_str(),
+        options.send.expected_version,
+        &body,
+    );
     if body.lines.is_empty() || body.lines.len() > MAX_LINES {
         return Err(invalid(
             "lines",
@@ -450,7 +588,8 @@ pub async fn place_order(
     dispatch(
         &state,
         &caller,
-        &headers,
+        options,
+        request,
         order_id.as_str(),
         command,
         Some(location),
@@ -476,10 +615,26 @@ pub async fn cancel_order(
     if !caller.may_read_customer(&order.customer_id) {
         return Err(not_found());
     }
+    let options = options(&caller, &headers)?;
+    let request = fingerprint(
+        "cancel_order",
+        order_id.as_str(),
+        options.send.expected_version,
+        &(),
+    );
     let command = OrderCommand::CancelOrder(CancelOrder {
         reason: CancelReason::CustomerRequested,
     });
-    dispatch(&state, &caller, &headers, order_id.as_str(), command, None).await
+    dispatch(
+        &state,
+        &caller,
+        options,
+        request,
+        order_id.as_str(),
+        command,
+        None,
+    )
+    .await
 }
 
 /// `GET /v1/commands/{command_id}`: the result of a command answered 202, for its sender.

@@ -161,8 +161,8 @@ where
 
     /// Handles one command: duplicate check, expected version, `decide`, versioning, `evolve`.
     ///
-    /// `event_id` gives the id of the n-th event of a command; deriving it from the command id
-    /// makes a re-run after an aborted transaction produce the very same ids.
+    /// Event ids come from [`event_id`]: a re-run after an aborted transaction (state rolled
+    /// back to the same version) produces the very same ids.
     pub fn handle(
         &mut self,
         command: &CommandEnvelope<A::Command>,
@@ -220,12 +220,17 @@ where
                 self.touch(id);
                 let entry = self.entries.entry(id.to_owned()).or_default();
                 let mut envelopes = Vec::with_capacity(events.len());
-                for (n, event) in events.into_iter().enumerate() {
+                for event in events {
                     entry.version += 1;
                     entry.since_snapshot = entry.since_snapshot.saturating_add(1);
                     entry.state = A::evolve(std::mem::take(&mut entry.state), &event);
                     envelopes.push(EventEnvelope {
-                        event_id: event_id(&command.command_id, n),
+                        event_id: event_id(
+                            A::NAME,
+                            &command.aggregate_id,
+                            entry.version,
+                            &command.command_id,
+                        ),
                         aggregate_id: command.aggregate_id.clone(),
                         version: entry.version,
                         occurred_at: now,
@@ -397,9 +402,22 @@ where
     }
 }
 
-/// The id of the `n`-th event caused by a command: a name-based UUID, stable across re-runs.
-pub fn event_id(command_id: &Uuid, n: usize) -> Uuid {
-    Uuid::new_v5(command_id, &(n as u64).to_be_bytes())
+/// The id of the event that takes aggregate `aggregate_id` of type `aggregate` to `version`, on
+/// behalf of command `command_id`: a name-based UUID, stable across re-runs.
+///
+/// The command id alone is not enough: the same id may reach several aggregates (a client reusing
+/// an id, an order and its payment sharing an aggregate id), and a command re-applied after its id
+/// left the aggregate's duplicate window causes new events. `(type, aggregate, version)` names one
+/// event of the log for good; the command id keeps ids of separate deployments apart.
+pub fn event_id(aggregate: &str, aggregate_id: &str, version: u64, command_id: &Uuid) -> Uuid {
+    let mut name = Vec::with_capacity(aggregate.len() + aggregate_id.len() + 24);
+    // Length prefixes keep ("ab", "c") and ("a", "bc") apart, whatever bytes the ids hold.
+    for part in [aggregate.as_bytes(), aggregate_id.as_bytes()] {
+        name.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        name.extend_from_slice(part);
+    }
+    name.extend_from_slice(&version.to_be_bytes());
+    Uuid::new_v5(command_id, &name)
 }
 
 #[cfg(test)]
@@ -421,6 +439,81 @@ mod tests {
 
     fn at(t: &AggregateTable<Stock>, sku: &str) -> Option<(u64, u64)> {
         t.get(sku).map(|e| (e.version, e.state.received))
+    }
+
+    fn event_ids(d: &Decided<streamcart_aggregates::inventory::StockEvent>) -> Vec<Uuid> {
+        d.events.iter().map(|e| e.event_id).collect()
+    }
+
+    #[test]
+    fn one_command_id_on_several_aggregates_gives_distinct_event_ids() {
+        let mut t = AggregateTable::<Stock>::new(SnapshotPolicy::default());
+        let first = receive("SKU-1", 5);
+        let mut second = receive("SKU-2", 5);
+        second.command_id = first.command_id;
+        let a = t.handle(&first, &(), 0);
+        let b = t.handle(&second, &(), 0);
+        assert!(
+            matches!(b.result.outcome, Outcome::Accepted { .. }),
+            "{b:?}"
+        );
+        let (a, b) = (event_ids(&a), event_ids(&b));
+        assert_eq!((a.len(), b.len()), (1, 1));
+        assert_ne!(a, b);
+        // Aggregates of two types may share a key (a product and its stock, an order and its
+        // payment): the type keeps their events apart too.
+        let id = first.command_id;
+        assert_ne!(
+            event_id("product", "SKU-1", 1, &id),
+            event_id("stock", "SKU-1", 1, &id)
+        );
+        assert_ne!(
+            event_id("stock", "SKU-1", 1, &id),
+            event_id("stock", "SKU-1", 2, &id)
+        );
+        assert_ne!(event_id("ab", "c", 1, &id), event_id("a", "bc", 1, &id));
+    }
+
+    #[test]
+    fn a_re_run_after_an_abort_derives_the_same_event_ids() {
+        let mut t = AggregateTable::<Stock>::new(SnapshotPolicy::default());
+        t.handle(&receive("SKU-1", 5), &(), 0);
+        t.commit();
+        let command = receive("SKU-1", 7);
+        let before = event_ids(&t.handle(&command, &(), 0));
+        t.rollback();
+        let again = t.handle(&command, &(), 0);
+        assert!(matches!(
+            again.result.outcome,
+            Outcome::Accepted { version: 2, .. }
+        ));
+        assert_eq!(event_ids(&again), before);
+        assert_eq!(
+            before,
+            vec![event_id("stock", "SKU-1", 2, &command.command_id)]
+        );
+    }
+
+    #[test]
+    fn a_command_id_back_after_leaving_the_duplicate_window_gets_new_event_ids() {
+        let policy = SnapshotPolicy {
+            recent_commands: 1,
+            ..SnapshotPolicy::default()
+        };
+        let mut t = AggregateTable::<Stock>::new(policy);
+        let command = receive("SKU-1", 5);
+        let first = event_ids(&t.handle(&command, &(), 0));
+        t.handle(&receive("SKU-1", 1), &(), 0);
+        let again = t.handle(&command, &(), 0);
+        assert!(matches!(
+            again.result.outcome,
+            Outcome::Accepted { version: 3, .. }
+        ));
+        assert_ne!(
+            event_ids(&again),
+            first,
+            "the log never holds one event id twice"
+        );
     }
 
     #[test]

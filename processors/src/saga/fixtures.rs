@@ -140,7 +140,12 @@ pub fn expected_envelope<E, C>(
     aggregate_id: &str,
     payload: C,
 ) -> CommandEnvelope<C> {
-    let mut name = reaction.as_bytes().to_vec();
+    // The derivation spelled out again, so a change to it has to be made on purpose.
+    let mut name = Vec::new();
+    for part in [reaction.as_bytes(), aggregate_id.as_bytes()] {
+        name.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        name.extend_from_slice(part);
+    }
     name.extend_from_slice(&(index as u64).to_be_bytes());
     CommandEnvelope {
         command_id: Uuid::new_v5(&event.event_id, &name),

@@ -92,11 +92,20 @@ fn run<E>(reactions: &[Reaction<E>], event: &EventEnvelope<E>) -> Vec<SagaComman
     reactions.iter().flat_map(|r| (r.react)(event)).collect()
 }
 
-/// The id of the `index`-th command `reaction` emits for one event: a name-based UUID, so a re-run
-/// yields the same id and two reactions to the same event never collide.
-pub fn command_id(event_id: &Uuid, reaction: &str, index: usize) -> Uuid {
-    let mut name = Vec::with_capacity(reaction.len() + 8);
-    name.extend_from_slice(reaction.as_bytes());
+/// The id of the `index`-th command `reaction` emits for one event, addressed to `aggregate_id`:
+/// a name-based UUID, so a re-run yields the same id, and two reactions to one event, or two
+/// commands of one reaction, never collide.
+///
+/// Event ids are unique across aggregates, and the target is part of the name as well: duplicates
+/// are detected per target aggregate, so an id must never be shared by two commands that could
+/// reach the same one.
+pub fn command_id(event_id: &Uuid, reaction: &str, index: usize, aggregate_id: &str) -> Uuid {
+    let mut name = Vec::with_capacity(reaction.len() + aggregate_id.len() + 24);
+    // Length prefixes keep the parts apart whatever bytes they hold.
+    for part in [reaction.as_bytes(), aggregate_id.as_bytes()] {
+        name.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        name.extend_from_slice(part);
+    }
     name.extend_from_slice(&(index as u64).to_be_bytes());
     Uuid::new_v5(event_id, &name)
 }
@@ -111,9 +120,10 @@ fn envelope<E, C>(
     aggregate_id: impl Into<String>,
     payload: impl Into<C>,
 ) -> CommandEnvelope<C> {
+    let aggregate_id = aggregate_id.into();
     CommandEnvelope {
-        command_id: command_id(&event.event_id, reaction, index),
-        aggregate_id: aggregate_id.into(),
+        command_id: command_id(&event.event_id, reaction, index, &aggregate_id),
+        aggregate_id,
         expected_version: None,
         issued_at: event.occurred_at,
         correlation_id: event.correlation_id.clone(),
