@@ -3,7 +3,7 @@
 use streamcart_aggregates::inventory::StockEvent;
 use streamcart_schemas::EventEnvelope;
 
-use super::{Mutation, Projection, is_newer};
+use crate::projection::{Mutation, Projection, is_newer};
 use crate::model::StockRow;
 
 /// The stock read model (stock by sku).
@@ -80,8 +80,8 @@ mod tests {
     use streamcart_aggregates::values::{LineNo, OrderId};
 
     use super::*;
-    use crate::project::fold;
-    use crate::project::testing::{at, envelope};
+    use crate::projection::fold;
+    use crate::testing::{at, envelope};
 
     const SKU: &str = "SKU-7";
 
