@@ -408,3 +408,288 @@ async fn while_the_registry_is_unreachable_nothing_is_skipped_or_committed() {
         "projector stops cleanly on SIGTERM"
     );
 }
+
+// The loop itself, driven by a test handler whose failures are scripted: what it does with
+// transient failures that outlast the retry budget, with a batch refused as a whole, and with
+// shutdown in the middle of a backoff.
+
+mod scripted {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::{Arc, Mutex};
+
+    use streamcart_kafka_runtime::HandleError;
+    use streamcart_kafka_runtime::at_least_once::{Handler, Output, Record};
+
+    /// Applies UTF-8 values by remembering them, failing as told.
+    pub struct Scripted {
+        /// Values applied, in order, shared with the test.
+        pub applied: Arc<Mutex<Vec<String>>>,
+        /// Apply attempts, shared with the test.
+        pub attempts: Arc<Mutex<u32>>,
+        /// A batch holding one of these values fails transiently this many more times.
+        pub transient: HashMap<String, u32>,
+        /// A batch holding one of these values is refused (permanent).
+        pub refused: HashSet<String>,
+        /// Every apply fails transiently.
+        pub always_transient: bool,
+        /// Each applied value is echoed to this topic.
+        pub echo_topic: String,
+    }
+
+    impl Handler for Scripted {
+        type Item = String;
+
+        async fn decode(&mut self, record: &Record<'_>) -> Result<String, HandleError> {
+            let bytes = record
+                .payload
+                .ok_or_else(|| HandleError::permanent("test.empty", "no value"))?;
+            String::from_utf8(bytes.to_vec())
+                .map_err(|e| HandleError::permanent("test.utf8", e.to_string()))
+        }
+
+        async fn apply(&mut self, items: &[String]) -> Result<Vec<Output>, HandleError> {
+            if let Ok(mut n) = self.attempts.lock() {
+                *n += 1;
+            }
+            if self.always_transient {
+                return Err(HandleError::Transient("scripted outage".into()));
+            }
+            for item in items {
+                if let Some(left) = self.transient.get_mut(item)
+                    && *left > 0
+                {
+                    *left -= 1;
+                    return Err(HandleError::Transient(format!("{item} not yet")));
+                }
+            }
+            if let Some(bad) = items.iter().find(|i| self.refused.contains(*i)) {
+                return Err(HandleError::permanent("test.refused", format!("{bad} refused")));
+            }
+            if let Ok(mut applied) = self.applied.lock() {
+                applied.extend(items.iter().cloned());
+            }
+            Ok(items
+                .iter()
+                .map(|i| {
+                    Output::new(
+                        self.echo_topic.clone(),
+                        Some(i.clone().into_bytes()),
+                        Some(i.clone().into_bytes()),
+                    )
+                })
+                .collect())
+        }
+    }
+}
+
+use scripted::Scripted;
+use streamcart_kafka_runtime::KafkaSettings;
+use streamcart_kafka_runtime::at_least_once::{self, Spec};
+use streamcart_kafka_runtime::CancellationToken;
+
+/// Topics of one scripted loop: input, echo output, dead letters; and its spec.
+async fn scripted_setup(name: &str) -> (Spec, String) {
+    let id = support::unique(name);
+    let input = format!("{id}.in");
+    let echo = format!("{id}.echo");
+    let dlq = format!("{id}.dlq");
+    support::create_topics(&[&input, &echo, &dlq], PARTITIONS).await;
+    let mut spec = Spec::new(id.clone(), vec![input], format!("{id}.group"), dlq);
+    spec.min_backoff = Duration::from_millis(50);
+    spec.max_backoff = Duration::from_millis(200);
+    spec.retry_budget = Duration::from_secs(1);
+    (spec, echo)
+}
+
+fn scripted(echo: &str) -> Scripted {
+    Scripted {
+        applied: Arc::default(),
+        attempts: Arc::default(),
+        transient: HashMap::new(),
+        refused: Default::default(),
+        always_transient: false,
+        echo_topic: echo.to_owned(),
+    }
+}
+
+fn send_values(topic: &str, values: &[String]) {
+    let producer = producer();
+    for (i, v) in values.iter().enumerate() {
+        send(&producer, topic, &format!("k-{}", i % 7), Some(v.as_bytes()), &[]);
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+fn settings() -> KafkaSettings {
+    KafkaSettings {
+        bootstrap_servers: support::kafka_bootstrap(),
+        ..KafkaSettings::default()
+    }
+}
+
+/// Runs the loop in the background until the applied values satisfy `until` and the offsets
+/// are committed to the end (bounded), then shuts it down.
+async fn run_until(
+    spec: &Spec,
+    mut handler: Scripted,
+    until: impl Fn(&[String]) -> bool,
+    what: &str,
+) -> at_least_once::Stats {
+    let token = CancellationToken::new();
+    let applied = handler.applied.clone();
+    let (spec_bg, token_bg) = (spec.clone(), token.clone());
+    let task = tokio::spawn(async move {
+        at_least_once::run(&settings(), &spec_bg, &mut handler, &token_bg).await
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !until(&distinct(&applied)) {
+        assert!(Instant::now() < deadline, "{what}: never got there");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let input = spec.input_topics.first().expect("input topic").clone();
+    let group = spec.group_id.clone();
+    tokio::task::block_in_place(|| wait_committed_to_end(&group, &input));
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("loop stops within its shutdown bound")
+        .expect("loop task")
+        .expect("loop result")
+}
+
+/// The distinct values applied so far, sorted.
+fn distinct(applied: &Arc<std::sync::Mutex<Vec<String>>>) -> Vec<String> {
+    let mut v = applied.lock().map(|a| a.clone()).unwrap_or_default();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_failing_past_the_retry_budget_is_rewound_to_not_skipped() {
+    let (spec, echo) = scripted_setup("alo_rewind").await;
+    let mut values: Vec<String> = (0..60).map(|i| format!("v-{i:02}")).collect();
+    values.insert(30, "flaky".into());
+    send_values(&spec.input_topics[0], &values);
+    let mut handler = scripted(&echo);
+    // About 3 s of failures against a 1 s budget: the loop has to rewind at least twice.
+    handler.transient.insert("flaky".into(), 15);
+    let mut expected = values.clone();
+    expected.sort();
+    let stats = run_until(
+        &spec,
+        handler,
+        |applied| applied == expected.as_slice(),
+        "every value applied",
+    )
+    .await;
+    assert!(stats.rewinds >= 1, "the batch was rewound: {stats:?}");
+    assert_eq!(stats.dead_letters, 0, "{stats:?}");
+    assert!(stats.applied >= values.len() as u64, "{stats:?}");
+    let echoed = tokio::task::block_in_place(|| {
+        support::read_topic(&echo, values.len(), Duration::from_secs(30))
+    });
+    let mut echoed: Vec<String> = echoed
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())
+        .collect();
+    echoed.sort();
+    echoed.dedup();
+    assert_eq!(echoed, expected, "every output acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_refused_as_a_whole_dead_letters_only_the_record_at_fault() {
+    let (spec, echo) = scripted_setup("alo_refused").await;
+    let mut values: Vec<String> = (0..40).map(|i| format!("v-{i:02}")).collect();
+    values.insert(17, "refused".into());
+    send_values(&spec.input_topics[0], &values);
+    // Not UTF-8: refused at decode.
+    let producer = producer();
+    send(
+        &producer,
+        &spec.input_topics[0],
+        "k-x",
+        Some(&[0xff, 0xfe, 0x00]),
+        &[],
+    );
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    let mut handler = scripted(&echo);
+    handler.refused.insert("refused".into());
+    let mut expected: Vec<String> = values.iter().filter(|v| *v != "refused").cloned().collect();
+    expected.sort();
+    let stats = run_until(
+        &spec,
+        handler,
+        |applied| applied == expected.as_slice(),
+        "every other value applied",
+    )
+    .await;
+    assert_eq!(stats.dead_letters, 2, "{stats:?}");
+    let letters = tokio::task::block_in_place(|| {
+        support::read_topic(&spec.dlq_topic, 2, Duration::from_secs(30))
+    });
+    assert_eq!(letters.len(), 2);
+    let mut kinds: Vec<(Vec<u8>, String)> = letters
+        .iter()
+        .map(|m| {
+            let kind = m
+                .headers()
+                .and_then(|hs| hs.iter().find(|h| h.key == headers::DLQ_KIND))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            (m.payload().unwrap_or_default().to_vec(), kind)
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            (b"refused".to_vec(), "test.refused".to_owned()),
+            (vec![0xff, 0xfe, 0x00], "test.utf8".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_during_backoff_returns_promptly_and_commits_nothing_unapplied() {
+    let (mut spec, echo) = scripted_setup("alo_shutdown").await;
+    spec.retry_budget = Duration::from_secs(60);
+    spec.max_backoff = Duration::from_secs(5);
+    let values: Vec<String> = (0..10).map(|i| format!("v-{i}")).collect();
+    send_values(&spec.input_topics[0], &values);
+    let mut handler = scripted(&echo);
+    handler.always_transient = true;
+    let attempts = handler.attempts.clone();
+    let token = CancellationToken::new();
+    let (spec_bg, token_bg) = (spec.clone(), token.clone());
+    let task = tokio::spawn(async move {
+        at_least_once::run(&settings(), &spec_bg, &mut handler, &token_bg).await
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Five failures: the loop is now in a backoff of up to 5 s.
+    while attempts.lock().map(|n| *n).unwrap_or(0) < 5 {
+        assert!(Instant::now() < deadline, "the loop never tried to apply");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let asked = Instant::now();
+    token.cancel();
+    let stats = tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("loop stops within its shutdown bound")
+        .expect("loop task")
+        .expect("loop result");
+    assert!(
+        asked.elapsed() < Duration::from_secs(12),
+        "shutdown took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!((stats.applied, stats.dead_letters), (0, 0), "{stats:?}");
+    let input = spec.input_topics[0].clone();
+    let state = tokio::task::block_in_place(|| committed_and_ends(&spec.group_id, &input));
+    assert!(
+        state.values().all(|(committed, _)| committed.is_none_or(|c| c == 0)),
+        "offsets committed past records never applied: {state:?}"
+    );
+}

@@ -26,3 +26,4 @@ pub mod transactional;
 
 pub use error::{HandleError, RuntimeError};
 pub use settings::KafkaSettings;
+pub use tokio_util::sync::CancellationToken;
