@@ -192,26 +192,22 @@ async fn poison_records_are_dead_lettered_whole_and_every_event_around_them_is_a
     let producer = producer();
 
     // Poison of four kinds, each keyed like a product so it lands among that product's events.
-    let valid = world
-        .codec
-        .encode(&history(0)[0])
-        .await
-        .expect("encode");
+    let valid = world.codec.encode(&history(0)[0]).await.expect("encode");
     let truncated = valid[..valid.len() - 3].to_vec();
     let mut unknown_id = vec![0u8];
     unknown_id.extend_from_slice(&987_654_321u32.to_be_bytes());
     unknown_id.extend_from_slice(&[2, 4, 6]);
     // (name, value, kind or kind prefix)
     let poisons: Vec<(&str, Option<Vec<u8>>, &str)> = vec![
-        ("wrong-magic", Some(vec![7, 0, 0, 0, 1, 2, 3]), "decode.wrong_magic_byte"),
+        (
+            "wrong-magic",
+            Some(vec![7, 0, 0, 0, 1, 2, 3]),
+            "decode.wrong_magic_byte",
+        ),
         ("empty", None, "decode.empty"),
         // Cut short, the body fails to read or to map, depending on where the cut falls.
         ("truncated", Some(truncated), "decode."),
-        (
-            "unknown-id",
-            Some(unknown_id),
-            "decode.unknown_schema_id",
-        ),
+        ("unknown-id", Some(unknown_id), "decode.unknown_schema_id"),
     ];
     let mut sent_poison: HashMap<String, (String, Option<Vec<u8>>, &str)> = HashMap::new();
     for i in 0..PRODUCTS {
@@ -235,7 +231,11 @@ async fn poison_records_are_dead_lettered_whole_and_every_event_around_them_is_a
             }
         }
     }
-    assert_eq!(sent_poison.len(), poisons.len(), "every kind of poison sent");
+    assert_eq!(
+        sent_poison.len(),
+        poisons.len(),
+        "every kind of poison sent"
+    );
     producer.flush(Duration::from_secs(30)).expect("flush");
 
     let mut projector = world.spawn(&["project", "products"], "project-products");
@@ -249,7 +249,11 @@ async fn poison_records_are_dead_lettered_whole_and_every_event_around_them_is_a
     let letters = tokio::task::block_in_place(|| {
         support::read_topic(&dlq, sent_poison.len(), Duration::from_secs(60))
     });
-    assert_eq!(letters.len(), sent_poison.len(), "dead letters: one per poison record");
+    assert_eq!(
+        letters.len(),
+        sent_poison.len(),
+        "dead letters: one per poison record"
+    );
     for letter in &letters {
         let hs: Vec<(String, Vec<u8>)> = letter
             .headers()
@@ -267,7 +271,10 @@ async fn poison_records_are_dead_lettered_whole_and_every_event_around_them_is_a
         assert_eq!(letter.key(), Some(key.as_bytes()), "{marker}: key");
         assert_eq!(letter.payload(), value.as_deref(), "{marker}: bytes");
         let got = header(headers::DLQ_KIND).unwrap_or_default();
-        assert!(got.starts_with(kind), "{marker}: kind {got}, expected {kind}");
+        assert!(
+            got.starts_with(kind),
+            "{marker}: kind {got}, expected {kind}"
+        );
         assert_eq!(
             header(headers::DLQ_SOURCE_TOPIC).as_deref(),
             Some(topic.as_str())
@@ -387,7 +394,9 @@ async fn while_the_registry_is_unreachable_nothing_is_skipped_or_committed() {
     let group = format!("{}projector.products", world.prefix);
     let state = tokio::task::block_in_place(|| committed_and_ends(&group, &topic));
     assert!(
-        state.values().all(|(committed, _)| committed.is_none_or(|c| c == 0)),
+        state
+            .values()
+            .all(|(committed, _)| committed.is_none_or(|c| c == 0)),
         "offsets committed past events never applied: {state:?}"
     );
     assert!(
@@ -463,7 +472,10 @@ mod scripted {
                 }
             }
             if let Some(bad) = items.iter().find(|i| self.refused.contains(*i)) {
-                return Err(HandleError::permanent("test.refused", format!("{bad} refused")));
+                return Err(HandleError::permanent(
+                    "test.refused",
+                    format!("{bad} refused"),
+                ));
             }
             if let Ok(mut applied) = self.applied.lock() {
                 applied.extend(items.iter().cloned());
@@ -483,9 +495,9 @@ mod scripted {
 }
 
 use scripted::Scripted;
+use streamcart_kafka_runtime::CancellationToken;
 use streamcart_kafka_runtime::KafkaSettings;
 use streamcart_kafka_runtime::at_least_once::{self, Spec};
-use streamcart_kafka_runtime::CancellationToken;
 
 /// Topics of one scripted loop: input, echo output, dead letters; and its spec.
 async fn scripted_setup(name: &str) -> (Spec, String) {
@@ -515,7 +527,13 @@ fn scripted(echo: &str) -> Scripted {
 fn send_values(topic: &str, values: &[String]) {
     let producer = producer();
     for (i, v) in values.iter().enumerate() {
-        send(&producer, topic, &format!("k-{}", i % 7), Some(v.as_bytes()), &[]);
+        send(
+            &producer,
+            topic,
+            &format!("k-{}", i % 7),
+            Some(v.as_bytes()),
+            &[],
+        );
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
 }
@@ -689,7 +707,9 @@ async fn shutdown_during_backoff_returns_promptly_and_commits_nothing_unapplied(
     let input = spec.input_topics[0].clone();
     let state = tokio::task::block_in_place(|| committed_and_ends(&spec.group_id, &input));
     assert!(
-        state.values().all(|(committed, _)| committed.is_none_or(|c| c == 0)),
+        state
+            .values()
+            .all(|(committed, _)| committed.is_none_or(|c| c == 0)),
         "offsets committed past records never applied: {state:?}"
     );
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -238,7 +238,11 @@ impl Engine<'_> {
                     return Next::Finish;
                 }
             }
-            if consumer.context().commit_failed.swap(false, Ordering::Relaxed) {
+            if consumer
+                .context()
+                .commit_failed
+                .swap(false, Ordering::Relaxed)
+            {
                 self.recommit(consumer);
             }
             if let Call::Stopped = self.call(handler.tick()).await {
@@ -273,10 +277,11 @@ impl Engine<'_> {
                     self.stats.rewinds += 1;
                     let positions = ledger.rewind_positions();
                     tracing::warn!(loop_name = %self.spec.name, ?positions, "batch out of retry budget; rewinding to its first unsettled records");
+                    // The handler keeps its state: the partitions are still this instance's,
+                    // and the records read again are the ones it has not applied.
                     if !self.rewind(consumer, positions).await {
                         return Next::Rebuild;
                     }
-                    handler.on_reassigned();
                 }
             }
         }
@@ -475,7 +480,9 @@ impl Engine<'_> {
         let Some(m) = batch.get(id.index()) else {
             return Flow::Done;
         };
-        let flow = self.dead_letter(&record_of(m), kind, reason, deadline).await;
+        let flow = self
+            .dead_letter(&record_of(m), kind, reason, deadline)
+            .await;
         if flow == Flow::Done {
             ledger.settle(id, Settlement::DeadLettered);
         }
@@ -500,7 +507,8 @@ impl Engine<'_> {
             payload: record.payload,
             headers: &record.headers,
         };
-        let letter = dead_letter::build(&self.spec.dlq_topic, &self.spec.name, &origin, kind, reason);
+        let letter =
+            dead_letter::build(&self.spec.dlq_topic, &self.spec.name, &origin, kind, reason);
         self.produce(vec![letter.into()], deadline).await
     }
 
@@ -641,7 +649,9 @@ impl Engine<'_> {
             Ok(Ok(Err(e))) => {
                 tracing::warn!(loop_name = %self.spec.name, error = %e, "final offset commit failed; the next owner re-reads from the previous one")
             }
-            _ => tracing::warn!(loop_name = %self.spec.name, "final offset commit did not finish in time"),
+            _ => {
+                tracing::warn!(loop_name = %self.spec.name, "final offset commit did not finish in time")
+            }
         }
     }
 
@@ -698,7 +708,9 @@ impl Engine<'_> {
         });
         match tokio::time::timeout(CLIENT_CALL * 4, job).await {
             Ok(Ok(result)) => result,
-            _ => Err(KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut)),
+            _ => Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::OperationTimedOut,
+            )),
         }
     }
 }
@@ -739,12 +751,13 @@ fn record_of(m: &OwnedMessage) -> Record<'_> {
 }
 
 fn owned_headers(headers: &RecordHeaders) -> OwnedHeaders {
-    headers
-        .iter()
-        .fold(OwnedHeaders::new_with_capacity(headers.len()), |hs, (k, v)| {
+    headers.iter().fold(
+        OwnedHeaders::new_with_capacity(headers.len()),
+        |hs, (k, v)| {
             hs.insert(Header {
                 key: k.as_ref(),
                 value: Some(v.as_ref()),
             })
-        })
+        },
+    )
 }

@@ -72,9 +72,7 @@ impl Ledger {
 
     /// What became of `id` (`Pending` for unknown ids).
     pub fn state(&self, id: RecordId) -> Settlement {
-        self.records
-            .get(id.0)
-            .map_or(Settlement::Pending, |r| r.2)
+        self.records.get(id.0).map_or(Settlement::Pending, |r| r.2)
     }
 
     /// Records tracked.

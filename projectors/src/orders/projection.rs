@@ -9,8 +9,8 @@
 use streamcart_aggregates::orders::{CancelReason, OrderEvent, OrderPlaced};
 use streamcart_schemas::EventEnvelope;
 
-use crate::projection::{Mutation, Projection, is_newer};
 use crate::model::{OrderLineRow, OrderRow, OrderStatus};
+use crate::projection::{Mutation, Projection, is_newer};
 
 /// The order read model (orders by id and by customer).
 #[derive(Debug, Clone, Copy, Default)]

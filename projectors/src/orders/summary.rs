@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn summaries_flatten_the_row() {
         let s = order_summary(&row("0190c7a2-1b2c-7d3e-8f40-123456789abc")).expect("summary");
-        assert_eq!(s.order_id.to_string(), "0190c7a2-1b2c-7d3e-8f40-123456789abc");
+        assert_eq!(
+            s.order_id.to_string(),
+            "0190c7a2-1b2c-7d3e-8f40-123456789abc"
+        );
         assert_eq!(
             (s.status.as_str(), s.reason.as_deref()),
             ("cancelled", Some("payment_declined"))

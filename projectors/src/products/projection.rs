@@ -3,8 +3,8 @@
 use streamcart_aggregates::catalog::ProductEvent;
 use streamcart_schemas::EventEnvelope;
 
-use crate::projection::{Mutation, Projection, is_newer};
 use crate::model::ProductRow;
+use crate::projection::{Mutation, Projection, is_newer};
 
 /// The product read model (products by id and by category).
 #[derive(Debug, Clone, Copy, Default)]

@@ -135,17 +135,18 @@ where
         let mut outputs = Vec::new();
         if let Some(topic) = &self.summary_topic {
             for row in changed.iter().filter_map(|(_, row)| row.as_ref()) {
-                let (key, bytes) = P::summary(&self.deps.codec, row).await.map_err(|e| match e {
-                    SummaryError::Unavailable(reason) => HandleError::Transient(reason),
-                    SummaryError::Refused(reason) => {
-                        HandleError::permanent("summary.refused", reason)
-                    }
-                })?;
+                let (key, bytes) =
+                    P::summary(&self.deps.codec, row)
+                        .await
+                        .map_err(|e| match e {
+                            SummaryError::Unavailable(reason) => HandleError::Transient(reason),
+                            SummaryError::Refused(reason) => {
+                                HandleError::permanent("summary.refused", reason)
+                            }
+                        })?;
                 outputs.push(
-                    Output::new(topic.clone(), Some(key.into_bytes()), Some(bytes)).with_header(
-                        headers::CONTENT_TYPE,
-                        headers::AVRO_CONTENT_TYPE.as_bytes(),
-                    ),
+                    Output::new(topic.clone(), Some(key.into_bytes()), Some(bytes))
+                        .with_header(headers::CONTENT_TYPE, headers::AVRO_CONTENT_TYPE.as_bytes()),
                 );
             }
         }
@@ -181,7 +182,9 @@ where
             }
             Ok(None) => {}
             // Checked again on a later tick; writes keep going to the generations known so far.
-            Err(e) => tracing::warn!(projection = P::NAME, error = %e, "cannot check generations now"),
+            Err(e) => {
+                tracing::warn!(projection = P::NAME, error = %e, "cannot check generations now")
+            }
         }
     }
 

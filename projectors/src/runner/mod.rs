@@ -76,7 +76,10 @@ where
 }
 
 /// Encodes a summary record in the registry's wire format.
-pub async fn encode_summary<T: WireRecord>(codec: &Codec, record: &T) -> Result<Vec<u8>, SummaryError> {
+pub async fn encode_summary<T: WireRecord>(
+    codec: &Codec,
+    record: &T,
+) -> Result<Vec<u8>, SummaryError> {
     codec.encode(record).await.map_err(|e| {
         if e.is_transient() {
             SummaryError::Unavailable(e.to_string())

@@ -3,8 +3,8 @@
 use streamcart_aggregates::inventory::StockEvent;
 use streamcart_schemas::EventEnvelope;
 
-use crate::projection::{Mutation, Projection, is_newer};
 use crate::model::StockRow;
+use crate::projection::{Mutation, Projection, is_newer};
 
 /// The stock read model (stock by sku).
 #[derive(Debug, Clone, Copy, Default)]

@@ -275,7 +275,6 @@ impl CassandraStore {
         &self.tables
     }
 
-
     /// The generation readers of projection `name` should use; [`DEFAULT_GENERATION`] until
     /// one is activated.
     pub async fn active_generation(&self, name: &str) -> Result<u32, StoreError> {
@@ -437,7 +436,10 @@ impl Tables {
 
 /// Prepares `cql`, marked idempotent: every statement of the store is (writes are versioned,
 /// reads are reads), which lets the driver retry them after a timeout.
-pub(crate) async fn prepare(session: &Session, cql: String) -> Result<PreparedStatement, StoreError> {
+pub(crate) async fn prepare(
+    session: &Session,
+    cql: String,
+) -> Result<PreparedStatement, StoreError> {
     let mut statement = session.prepare(cql).await?;
     statement.set_is_idempotent(true);
     Ok(statement)
