@@ -225,7 +225,10 @@ where
     fresh.activate(&building_marker(P::NAME), next).await?;
     // Give live projectors time to notice the new generation before the replay starts, so no
     // change falls between the replay's end and the switch.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        _ = shutdown.cancelled() => {}
+    }
     let options = ProjectorOptions {
         group_id: format!("{group_prefix}projector.{}.g{next}", P::NAME),
         update_cache: false,
