@@ -17,11 +17,20 @@ pub use store::OrderCursor;
 pub use summary::order_summary;
 
 use crate::model::OrderRow;
+use crate::projection::Mutation;
 use crate::runner::{ProjectionBinding, SummaryError, encode_summary};
 use crate::store::{CassandraStore, StoreError};
 
 impl ProjectionBinding for Orders {
     const CONTEXT: Context = Context::Orders;
+
+    fn version(row: &OrderRow) -> u64 {
+        row.version
+    }
+
+    fn restate(row: &OrderRow) -> Vec<Mutation> {
+        vec![Mutation::UpsertOrder(row.clone())]
+    }
 
     async fn load(store: &CassandraStore, id: String) -> Result<Option<OrderRow>, StoreError> {
         store.order(&id).await

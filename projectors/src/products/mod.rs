@@ -16,11 +16,20 @@ pub use projection::{Products, project_product};
 pub use summary::product_summary;
 
 use crate::model::ProductRow;
+use crate::projection::Mutation;
 use crate::runner::{ProjectionBinding, SummaryError, encode_summary};
 use crate::store::{CassandraStore, StoreError};
 
 impl ProjectionBinding for Products {
     const CONTEXT: Context = Context::Catalog;
+
+    fn version(row: &ProductRow) -> u64 {
+        row.version
+    }
+
+    fn restate(row: &ProductRow) -> Vec<Mutation> {
+        vec![Mutation::UpsertProduct(row.clone())]
+    }
 
     async fn load(store: &CassandraStore, id: String) -> Result<Option<ProductRow>, StoreError> {
         store.product(&id).await

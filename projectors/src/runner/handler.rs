@@ -34,11 +34,10 @@ where
     targets: Vec<CassandraStore>,
     seen_generations: (u32, Option<u32>),
     last_generation_check: Option<Instant>,
-    /// The row of each aggregate as of the last applied batch (`None`: known to have no row).
-    /// Only a batch that was applied in full updates it, so a batch applied again after a
-    /// failure folds on top of the same rows and yields the same writes, whatever part of the
-    /// failed attempt reached the store.
-    rows: HashMap<String, Option<P::Row>>,
+    /// The row of each aggregate as of the last applied batch. Only a batch that was applied
+    /// in full updates it, so a batch applied again after a failure folds on top of the same
+    /// rows and yields the same writes, whatever part of the failed attempt reached the store.
+    rows: HashMap<String, Known<P::Row>>,
 }
 
 impl<P: ProjectionBinding> ProjectorHandler<P>
@@ -66,16 +65,58 @@ where
 
     /// The row of `id` before the batch: from memory, else from the store (remembered, so a
     /// retry starts from the same row).
-    async fn current(&mut self, id: &str) -> Result<Option<P::Row>, HandleError> {
-        if let Some(row) = self.rows.get(id) {
-            return Ok(row.clone());
+    async fn current(&mut self, id: &str) -> Result<Known<P::Row>, HandleError> {
+        if let Some(known) = self.rows.get(id) {
+            return Ok(known.clone());
         }
         let row = P::load(&self.base, id.to_owned())
             .await
             .map_err(|e| store_error(&e))?;
-        self.rows.insert(id.to_owned(), row.clone());
-        Ok(row)
+        let known = Known {
+            row,
+            from_store: true,
+        };
+        self.rows.insert(id.to_owned(), known.clone());
+        Ok(known)
     }
+}
+
+/// A row as the projector knows it.
+#[derive(Debug, Clone)]
+pub(crate) struct Known<R> {
+    /// The row; `None`: the aggregate has none.
+    pub(crate) row: Option<R>,
+    /// Read back from the store rather than written by this instance: a write cut short by a
+    /// crash may have reached some of the read model's tables and not others.
+    pub(crate) from_store: bool,
+}
+
+/// The writes one aggregate's events of a batch need on top of `known`, and its row after them.
+///
+/// Events at or below a row's version yield nothing, which is right for a row this instance
+/// wrote. A row read back from the store may be the remains of an interrupted write (one
+/// table written, the other not), redelivered because its offsets were never committed: when
+/// the batch starts at or below that row's version, the row is written again as it is, at its
+/// own version, which completes every table and changes nothing else.
+pub(crate) fn project_aggregate<'a, P>(
+    known: Known<P::Row>,
+    events: &[&'a EventEnvelope<P::Event>],
+) -> (Option<P::Row>, Vec<Mutation>)
+where
+    P: ProjectionBinding,
+    P::Event: EventPayload + Send + Sync + 'a,
+    P::Row: Send + Sync,
+{
+    let mut mutations = Vec::new();
+    if known.from_store
+        && let (Some(row), Some(first)) = (&known.row, events.first())
+        && first.version <= P::version(row)
+    {
+        mutations.extend(P::restate(row));
+    }
+    let (row, produced) = fold_iter::<P, _>(known.row, events.iter().copied());
+    mutations.extend(produced);
+    (row, mutations)
 }
 
 impl<P: ProjectionBinding> Handler for ProjectorHandler<P>
@@ -114,8 +155,8 @@ where
         let mut mutations = Vec::new();
         let mut changed: Vec<(String, Option<P::Row>)> = Vec::new();
         for (id, events) in by_aggregate {
-            let current = self.current(id).await?;
-            let (row, produced) = fold_iter::<P, _>(current, events);
+            let known = self.current(id).await?;
+            let (row, produced) = project_aggregate::<P>(known, &events);
             if !produced.is_empty() {
                 mutations.extend(produced);
                 changed.push((id.to_owned(), row));
@@ -154,7 +195,15 @@ where
         if self.rows.len() + changed.len() > MAX_ROWS {
             self.rows.clear();
         }
-        self.rows.extend(changed);
+        self.rows.extend(changed.into_iter().map(|(id, row)| {
+            (
+                id,
+                Known {
+                    row,
+                    from_store: false,
+                },
+            )
+        }));
         Ok(outputs)
     }
 
@@ -225,5 +274,80 @@ fn decode_kind(e: &DecodeError) -> &'static str {
         DecodeError::TrailingBytes { .. } => "decode.trailing_bytes",
         DecodeError::Mapping { .. } => "decode.mapping",
         DecodeError::Schema(_) => "decode.schema",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use streamcart_aggregates::catalog::{ProductCreated, ProductEvent, ProductRenamed};
+    use streamcart_aggregates::values::{Money, Sku};
+
+    use super::*;
+    use crate::model::ProductRow;
+    use crate::products::Products;
+    use crate::testing::envelope;
+
+    fn history() -> Vec<EventEnvelope<ProductEvent>> {
+        vec![
+            envelope(
+                "SKU-1",
+                1,
+                ProductCreated {
+                    sku: Sku::new("SKU-1").expect("sku"),
+                    name: "Mug".into(),
+                    category: "kitchen".into(),
+                    price: Money::positive(1299, "EUR").expect("money"),
+                },
+            ),
+            envelope("SKU-1", 2, ProductRenamed { name: "Cup".into() }),
+        ]
+    }
+
+    fn row_after(events: &[EventEnvelope<ProductEvent>]) -> ProductRow {
+        crate::projection::fold::<Products>(None, events)
+            .0
+            .expect("row")
+    }
+
+    #[test]
+    fn a_redelivered_batch_on_a_row_read_back_from_the_store_writes_that_row_again() {
+        let events = history();
+        let refs: Vec<&EventEnvelope<ProductEvent>> = events.iter().collect();
+        let stored = row_after(&events);
+        let known = Known {
+            row: Some(stored.clone()),
+            from_store: true,
+        };
+        let (row, mutations) = project_aggregate::<Products>(known, &refs);
+        assert_eq!(row.as_ref(), Some(&stored));
+        assert_eq!(mutations, vec![Mutation::UpsertProduct(stored)]);
+    }
+
+    #[test]
+    fn a_row_this_instance_wrote_is_not_written_again_for_old_events() {
+        let events = history();
+        let refs: Vec<&EventEnvelope<ProductEvent>> = events.iter().collect();
+        let known = Known {
+            row: Some(row_after(&events)),
+            from_store: false,
+        };
+        let (_, mutations) = project_aggregate::<Products>(known, &refs);
+        assert!(mutations.is_empty());
+    }
+
+    #[test]
+    fn newer_events_on_a_stored_row_are_projected_without_a_restatement() {
+        let events = history();
+        let known = Known {
+            row: Some(row_after(&events[..1])),
+            from_store: true,
+        };
+        let newer: Vec<&EventEnvelope<ProductEvent>> = events[1..].iter().collect();
+        let (row, mutations) = project_aggregate::<Products>(known, &newer);
+        assert_eq!(
+            row.map(|r| (r.name, r.version)),
+            Some(("Cup".to_owned(), 2))
+        );
+        assert_eq!(mutations.len(), 1);
     }
 }

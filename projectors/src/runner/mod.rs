@@ -23,7 +23,7 @@ use streamcart_schemas::envelope::{EventEnvelope, EventPayload, WireRecord};
 use streamcart_schemas::topics::{Context, Topics};
 use tokio_util::sync::CancellationToken;
 
-use crate::projection::Projection;
+use crate::projection::{Mutation, Projection};
 use crate::store::{CassandraStore, ProductCache, StoreError};
 use handler::ProjectorHandler;
 
@@ -61,6 +61,10 @@ where
 {
     /// Context whose events this projection consumes.
     const CONTEXT: Context;
+    /// The aggregate version a row reflects.
+    fn version(row: &Self::Row) -> u64;
+    /// The writes that put `row` into every table of the read model as it is, at its version.
+    fn restate(row: &Self::Row) -> Vec<Mutation>;
     /// Reads the row the store holds for `id`.
     fn load(
         store: &CassandraStore,

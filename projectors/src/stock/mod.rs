@@ -12,11 +12,20 @@ use streamcart_schemas::topics::{Context, Topics};
 pub use projection::{Stocks, project_stock};
 
 use crate::model::StockRow;
+use crate::projection::Mutation;
 use crate::runner::{ProjectionBinding, SummaryError};
 use crate::store::{CassandraStore, StoreError};
 
 impl ProjectionBinding for Stocks {
     const CONTEXT: Context = Context::Inventory;
+
+    fn version(row: &StockRow) -> u64 {
+        row.version
+    }
+
+    fn restate(row: &StockRow) -> Vec<Mutation> {
+        vec![Mutation::UpsertStock(row.clone())]
+    }
 
     async fn load(store: &CassandraStore, id: String) -> Result<Option<StockRow>, StoreError> {
         store.stock(&id).await
