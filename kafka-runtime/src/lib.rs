@@ -4,6 +4,8 @@
 //! - [`settings`]: how to reach Kafka and how to batch, one typed struct.
 //! - [`transactional`]: the consume → handle → produce → commit loop in Kafka transactions, with
 //!   rebalance handling, roll-back on abort and fencing of zombie instances.
+//! - [`at_least_once`]: the consume → apply → commit loop for idempotent effects outside Kafka
+//!   (read models), committing offsets only past records whose every effect is durable.
 //! - [`restore`]: reading a partition to its end, for rebuilding state on assignment.
 //! - [`admin`]: creating topics with their partition counts and cleanup policies.
 //! - [`dead_letter`]: records that cannot be handled, kept with their original bytes.
@@ -14,6 +16,7 @@
 //! - [`shutdown`]: a cancellation token fired by SIGTERM / SIGINT.
 
 pub mod admin;
+pub mod at_least_once;
 pub mod dead_letter;
 pub mod error;
 pub mod headers;
@@ -27,3 +30,4 @@ pub mod transactional;
 
 pub use error::{HandleError, RuntimeError};
 pub use settings::KafkaSettings;
+pub use tokio_util::sync::CancellationToken;

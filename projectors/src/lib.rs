@@ -4,14 +4,18 @@
 //!
 //! - [`model`]: the read-model rows ([`ProductRow`], [`StockRow`], [`OrderRow`]) served from
 //!   ScyllaDB, the Redis cache and JSON.
-//! - [`project`]: pure projections, `(current row, event envelope) -> Vec<Mutation>`, one per
-//!   aggregate ([`project_product`], [`project_stock`], [`project_order`]), plus [`fold`] for a
-//!   run of events. No I/O, so every rule is unit-tested on its own.
-//! - [`store`]: where mutations land. [`CassandraStore`] applies them to ScyllaDB tables (CQL,
-//!   versioned migrations, generations for rebuilds) and reads them back; [`ProductCache`]
-//!   keeps the Redis product cache in step with a version check done inside Redis.
-//! - [`runner`]: the Kafka loop (consume, project, write, then commit) and rebuilds into a fresh
-//!   generation of the tables.
+//! - [`projection`]: what every projection shares: [`Mutation`], the [`Projection`] trait,
+//!   [`fold`] for a run of events, [`freshness`].
+//! - One folder per read model, each its pure projection, its store statements (writes and
+//!   reads of its tables) and its public summary mapping: [`products`] ([`project_product`]),
+//!   [`stock`] ([`project_stock`]), [`orders`] ([`project_order`]). Projections do no I/O, so
+//!   every rule is unit-tested on its own.
+//! - [`store`]: where mutations land. [`CassandraStore`] holds the ScyllaDB session, runs the
+//!   versioned migrations, switches generations for rebuilds and applies mutations through each
+//!   read model's statements; [`ProductCache`] keeps the Redis product cache in step with a
+//!   version check done inside Redis.
+//! - [`runner`]: a read model on the shared at-least-once Kafka loop (consume, project, write,
+//!   then commit) and rebuilds into a fresh generation of the tables.
 //!
 //! Order safety has two layers: projections refuse events at or below the row's version, and
 //! every write carries a timestamp derived from the aggregate version, so even mutations that
@@ -28,15 +32,21 @@
 )]
 
 pub mod model;
-pub mod project;
+pub mod orders;
+pub mod products;
+pub mod projection;
 pub mod runner;
+pub mod stock;
 pub mod store;
 
+#[cfg(test)]
+mod testing;
+
 pub use model::{OrderLineRow, OrderRow, OrderStatus, ProductRow, StockRow};
-pub use project::{
-    Freshness, Mutation, Orders, Products, Projection, Stocks, fold, freshness, project_order,
-    project_product, project_stock,
-};
+pub use orders::{Orders, cancel_reason_code, order_summary, project_order};
+pub use products::{Products, product_summary, project_product};
+pub use projection::{Freshness, Mutation, Projection, fold, fold_iter, freshness};
+pub use stock::{Stocks, project_stock};
 pub use store::{
     CacheError, CacheLookup, CacheOptions, CassandraStore, InvalidateOutcome, OrderCursor, Page,
     ProductCache, PutOutcome, Replication, StoreError, StoreOptions,

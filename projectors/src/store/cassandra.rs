@@ -1,5 +1,6 @@
-//! Read models in ScyllaDB (Cassandra locally): products by id and by category, stock by sku,
-//! orders by id and by customer.
+//! The ScyllaDB store (Cassandra locally): sessions, keyspace and migrations, generations, and
+//! applying mutations. Each read model's statements, writes and reads live with it
+//! (`products/store.rs`, `stock/store.rs`, `orders/store.rs`).
 //!
 //! # Order safety: write timestamps are aggregate versions
 //!
@@ -35,14 +36,15 @@ use futures::{TryStreamExt, stream};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::prepared::PreparedStatement;
-use scylla::value::CqlTimestamp;
-use scylla::{DeserializeRow, DeserializeValue, SerializeValue};
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
 use super::migrations::{self, GENERATION, GLOBAL};
-use crate::model::{OrderLineRow, OrderRow, OrderStatus, ProductRow, StockRow};
-use crate::project::Mutation;
+use crate::orders::store::OrderStatements;
+use crate::products::store::ProductStatements;
+use crate::projection::Mutation;
+use crate::stock::store::StockStatements;
+use crate::{orders, products, stock};
 
 /// The generation readers use until another one is activated.
 pub const DEFAULT_GENERATION: u32 = 1;
@@ -134,32 +136,13 @@ pub struct Page<T, C> {
     pub next: Option<C>,
 }
 
-/// Position in a customer's newest-first order listing: the last order of the previous page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderCursor {
-    /// Placement time of that order (UTC millis).
-    pub placed_at: i64,
-    /// Its id, which breaks ties between orders placed in the same millisecond.
-    pub order_id: String,
-}
-
-impl OrderCursor {
-    /// The cursor just after `row` in its customer's listing.
-    pub fn after(row: &OrderRow) -> Self {
-        Self {
-            placed_at: row.placed_at,
-            order_id: row.order_id.clone(),
-        }
-    }
-}
-
 /// The read models in one keyspace and generation. Cloning is cheap and shares the session.
 #[derive(Clone)]
 pub struct CassandraStore {
     session: Arc<Session>,
     keyspace: String,
     generation: u32,
-    statements: Arc<Statements>,
+    tables: Arc<Tables>,
     applied_at_connect: Vec<String>,
 }
 
@@ -234,12 +217,12 @@ impl CassandraStore {
         let scope = migrations::generation_scope(generation);
         let suffix = migrations::generation_suffix(generation);
         let applied = migrations::migrate(&session, &keyspace, &scope, &suffix, GENERATION).await?;
-        let statements = Statements::prepare(&session, &keyspace, &suffix).await?;
+        let tables = Tables::prepare(&session, &keyspace, &suffix).await?;
         Ok(Self {
             session,
             keyspace,
             generation,
-            statements: Arc::new(statements),
+            tables: Arc::new(tables),
             applied_at_connect: applied.iter().map(|id| format!("{scope}/{id}")).collect(),
         })
     }
@@ -275,231 +258,21 @@ impl CassandraStore {
     }
 
     async fn apply_one(&self, mutation: &Mutation) -> Result<(), StoreError> {
-        let s = &self.statements;
         match mutation {
-            Mutation::UpsertProduct(row) => {
-                let ts = write_timestamp(row.version)?;
-                let version = to_i64("version", row.version)?;
-                let updated_at = CqlTimestamp(row.updated_at);
-                let by_id = (
-                    &row.sku,
-                    &row.name,
-                    &row.category,
-                    row.price_minor,
-                    &row.currency,
-                    row.discontinued,
-                    version,
-                    updated_at,
-                    ts,
-                );
-                let by_category = (
-                    &row.category,
-                    &row.sku,
-                    &row.name,
-                    row.price_minor,
-                    &row.currency,
-                    row.discontinued,
-                    version,
-                    updated_at,
-                    ts,
-                );
-                futures::try_join!(
-                    self.session.execute_unpaged(&s.upsert_product, by_id),
-                    self.session
-                        .execute_unpaged(&s.upsert_product_listing, by_category),
-                )?;
-            }
+            Mutation::UpsertProduct(row) => products::store::upsert(self, row).await,
             Mutation::RemoveFromCategory {
                 category,
                 sku,
                 version,
-            } => {
-                let ts = write_timestamp(*version)?;
-                self.session
-                    .execute_unpaged(&s.remove_product_listing, (ts, category, sku))
-                    .await?;
-            }
-            Mutation::UpsertStock(row) => {
-                let values = (
-                    &row.sku,
-                    row.received,
-                    row.available,
-                    row.reserved,
-                    row.sold,
-                    to_i64("version", row.version)?,
-                    CqlTimestamp(row.updated_at),
-                    write_timestamp(row.version)?,
-                );
-                self.session
-                    .execute_unpaged(&s.upsert_stock, values)
-                    .await?;
-            }
-            Mutation::UpsertOrder(row) => {
-                let ts = write_timestamp(row.version)?;
-                let version = to_i64("version", row.version)?;
-                let lines: Vec<OrderLineUdt> = row.lines.iter().map(OrderLineUdt::from).collect();
-                let reason = row.reason.as_deref();
-                let status = row.status.as_str();
-                let by_id = (
-                    &row.order_id,
-                    &row.customer_id,
-                    status,
-                    reason,
-                    &lines,
-                    row.total_minor,
-                    &row.currency,
-                    CqlTimestamp(row.placed_at),
-                    CqlTimestamp(row.updated_at),
-                    version,
-                    ts,
-                );
-                let by_customer = (
-                    &row.customer_id,
-                    CqlTimestamp(row.placed_at),
-                    &row.order_id,
-                    status,
-                    reason,
-                    &lines,
-                    row.total_minor,
-                    &row.currency,
-                    CqlTimestamp(row.updated_at),
-                    version,
-                    ts,
-                );
-                futures::try_join!(
-                    self.session.execute_unpaged(&s.upsert_order, by_id),
-                    self.session
-                        .execute_unpaged(&s.upsert_customer_order, by_customer),
-                )?;
-            }
+            } => products::store::remove_from_category(self, category, sku, *version).await,
+            Mutation::UpsertStock(row) => stock::store::upsert(self, row).await,
+            Mutation::UpsertOrder(row) => orders::store::upsert(self, row).await,
         }
-        Ok(())
     }
 
-    /// The product `sku`, if any event created it.
-    pub async fn product(&self, sku: &str) -> Result<Option<ProductRow>, StoreError> {
-        let result = self
-            .session
-            .execute_unpaged(&self.statements.select_product, (sku,))
-            .await?
-            .into_rows_result()
-            .map_err(|e| StoreError::decode("products_by_id", e))?;
-        result
-            .maybe_first_row::<ProductColumns>()
-            .map_err(|e| StoreError::decode("products_by_id", e))?
-            .map(ProductRow::try_from)
-            .transpose()
-    }
-
-    /// Products of `category` in sku order, starting after `after_sku`; at most `limit` (1 to
-    /// [`MAX_PAGE_SIZE`]) per page. The cursor of the next page is the last sku of this one.
-    pub async fn products_by_category(
-        &self,
-        category: &str,
-        after_sku: Option<&str>,
-        limit: u32,
-    ) -> Result<Page<ProductRow, String>, StoreError> {
-        let (limit, fetch) = page_limits(limit);
-        let response = match after_sku {
-            None => {
-                self.session
-                    .execute_unpaged(&self.statements.select_listing_first, (category, fetch))
-                    .await?
-            }
-            Some(after) => {
-                self.session
-                    .execute_unpaged(
-                        &self.statements.select_listing_after,
-                        (category, after, fetch),
-                    )
-                    .await?
-            }
-        };
-        let result = response
-            .into_rows_result()
-            .map_err(|e| StoreError::decode("products_by_category", e))?;
-        let mut items = Vec::new();
-        for row in result
-            .rows::<ProductColumns>()
-            .map_err(|e| StoreError::decode("products_by_category", e))?
-        {
-            let row = row.map_err(|e| StoreError::decode("products_by_category", e))?;
-            items.push(ProductRow::try_from(row)?);
-        }
-        Ok(paged(items, limit, |row| row.sku.clone()))
-    }
-
-    /// Stock levels of `sku`, if any stock event happened to it.
-    pub async fn stock(&self, sku: &str) -> Result<Option<StockRow>, StoreError> {
-        let result = self
-            .session
-            .execute_unpaged(&self.statements.select_stock, (sku,))
-            .await?
-            .into_rows_result()
-            .map_err(|e| StoreError::decode("stock_by_sku", e))?;
-        result
-            .maybe_first_row::<StockColumns>()
-            .map_err(|e| StoreError::decode("stock_by_sku", e))?
-            .map(StockRow::try_from)
-            .transpose()
-    }
-
-    /// The order `order_id`, if it was placed.
-    pub async fn order(&self, order_id: &str) -> Result<Option<OrderRow>, StoreError> {
-        let result = self
-            .session
-            .execute_unpaged(&self.statements.select_order, (order_id,))
-            .await?
-            .into_rows_result()
-            .map_err(|e| StoreError::decode("orders_by_id", e))?;
-        result
-            .maybe_first_row::<OrderColumns>()
-            .map_err(|e| StoreError::decode("orders_by_id", e))?
-            .map(OrderRow::try_from)
-            .transpose()
-    }
-
-    /// Orders of `customer_id`, newest first, starting after `before`; at most `limit` (1 to
-    /// [`MAX_PAGE_SIZE`]) per page.
-    pub async fn orders_by_customer(
-        &self,
-        customer_id: &str,
-        before: Option<&OrderCursor>,
-        limit: u32,
-    ) -> Result<Page<OrderRow, OrderCursor>, StoreError> {
-        let (limit, fetch) = page_limits(limit);
-        let response = match before {
-            None => {
-                self.session
-                    .execute_unpaged(&self.statements.select_customer_first, (customer_id, fetch))
-                    .await?
-            }
-            Some(cursor) => {
-                self.session
-                    .execute_unpaged(
-                        &self.statements.select_customer_before,
-                        (
-                            customer_id,
-                            CqlTimestamp(cursor.placed_at),
-                            &cursor.order_id,
-                            fetch,
-                        ),
-                    )
-                    .await?
-            }
-        };
-        let result = response
-            .into_rows_result()
-            .map_err(|e| StoreError::decode("orders_by_customer", e))?;
-        let mut items = Vec::new();
-        for row in result
-            .rows::<CustomerOrderColumns>()
-            .map_err(|e| StoreError::decode("orders_by_customer", e))?
-        {
-            let row = row.map_err(|e| StoreError::decode("orders_by_customer", e))?;
-            items.push(OrderRow::try_from(row)?);
-        }
-        Ok(paged(items, limit, OrderCursor::after))
+    /// The prepared statements of this store's generation.
+    pub(crate) fn tables(&self) -> &Tables {
+        &self.tables
     }
 
     /// The generation readers of projection `name` should use; [`DEFAULT_GENERATION`] until
@@ -507,7 +280,7 @@ impl CassandraStore {
     pub async fn active_generation(&self, name: &str) -> Result<u32, StoreError> {
         let result = self
             .session
-            .execute_unpaged(&self.statements.select_generation, (name,))
+            .execute_unpaged(&self.tables.select_generation, (name,))
             .await?
             .into_rows_result()
             .map_err(|e| StoreError::decode("projection_generations", e))?;
@@ -539,7 +312,7 @@ impl CassandraStore {
             value: generation.to_string(),
         })?;
         self.session
-            .execute_unpaged(&self.statements.upsert_generation, (name, g))
+            .execute_unpaged(&self.tables.upsert_generation, (name, g))
             .await?;
         tracing::info!(keyspace = %self.keyspace, name, generation, "projection generation activated");
         Ok(())
@@ -548,25 +321,25 @@ impl CassandraStore {
 
 /// The write timestamp of everything a mutation at `version` writes: the version itself (see
 /// the module documentation for why).
-fn write_timestamp(version: u64) -> Result<i64, StoreError> {
+pub(crate) fn write_timestamp(version: u64) -> Result<i64, StoreError> {
     to_i64("version", version)
 }
 
-fn to_i64(field: &'static str, value: u64) -> Result<i64, StoreError> {
+pub(crate) fn to_i64(field: &'static str, value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::OutOfRange {
         field,
         value: value.to_string(),
     })
 }
 
-fn to_u64(field: &'static str, value: i64) -> Result<u64, StoreError> {
+pub(crate) fn to_u64(field: &'static str, value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::OutOfRange {
         field,
         value: value.to_string(),
     })
 }
 
-fn to_u32(field: &'static str, value: i64) -> Result<u32, StoreError> {
+pub(crate) fn to_u32(field: &'static str, value: i64) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::OutOfRange {
         field,
         value: value.to_string(),
@@ -574,13 +347,13 @@ fn to_u32(field: &'static str, value: i64) -> Result<u32, StoreError> {
 }
 
 /// The page size to return and the row count to fetch: one more, to know if a next page exists.
-fn page_limits(limit: u32) -> (usize, i32) {
+pub(crate) fn page_limits(limit: u32) -> (usize, i32) {
     let limit = limit.clamp(1, MAX_PAGE_SIZE);
     let fetch = i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX);
     (usize::try_from(limit).unwrap_or(usize::MAX), fetch)
 }
 
-fn paged<T, C>(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> C) -> Page<T, C> {
+pub(crate) fn paged<T, C>(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> C) -> Page<T, C> {
     let more = items.len() > limit;
     items.truncate(limit);
     let next = if more { items.last().map(cursor) } else { None };
@@ -626,284 +399,50 @@ fn check_projection_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
-/// Statements of one generation, prepared once per store.
+/// Statements of one generation, prepared once per store: each read model's own, and the
+/// generation switch shared by all.
 #[derive(Debug)]
-struct Statements {
-    upsert_product: PreparedStatement,
-    upsert_product_listing: PreparedStatement,
-    remove_product_listing: PreparedStatement,
-    upsert_stock: PreparedStatement,
-    upsert_order: PreparedStatement,
-    upsert_customer_order: PreparedStatement,
-    select_product: PreparedStatement,
-    select_listing_first: PreparedStatement,
-    select_listing_after: PreparedStatement,
-    select_stock: PreparedStatement,
-    select_order: PreparedStatement,
-    select_customer_first: PreparedStatement,
-    select_customer_before: PreparedStatement,
+pub(crate) struct Tables {
+    pub(crate) products: ProductStatements,
+    pub(crate) stock: StockStatements,
+    pub(crate) orders: OrderStatements,
     select_generation: PreparedStatement,
     upsert_generation: PreparedStatement,
 }
 
-const PRODUCT_COLUMNS: &str =
-    "sku, name, category, price_minor, currency, discontinued, version, updated_at";
-const STOCK_COLUMNS: &str = "sku, received, available, reserved, sold, version, updated_at";
-const ORDER_COLUMNS: &str = "order_id, customer_id, status, reason, lines, total_minor, currency, placed_at, updated_at, version";
-const CUSTOMER_ORDER_COLUMNS: &str = "customer_id, placed_at, order_id, status, reason, lines, total_minor, currency, updated_at, version";
-
-impl Statements {
+impl Tables {
     async fn prepare(session: &Session, ks: &str, g: &str) -> Result<Self, StoreError> {
-        // Every statement is idempotent (writes are versioned, reads are reads), which lets
-        // the driver retry them after a timeout.
-        let prepare = |cql: String| async move {
-            let mut statement = session.prepare(cql).await?;
-            statement.set_is_idempotent(true);
-            Ok::<_, StoreError>(statement)
-        };
         Ok(Self {
-            upsert_product: prepare(format!(
-                "INSERT INTO {ks}.products_by_id{g} ({PRODUCT_COLUMNS})
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-            ))
-            .await?,
-            upsert_product_listing: prepare(format!(
-                "INSERT INTO {ks}.products_by_category{g}
-                 (category, sku, name, price_minor, currency, discontinued, version, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-            ))
-            .await?,
-            remove_product_listing: prepare(format!(
-                "DELETE FROM {ks}.products_by_category{g} USING TIMESTAMP ?
-                 WHERE category = ? AND sku = ?"
-            ))
-            .await?,
-            upsert_stock: prepare(format!(
-                "INSERT INTO {ks}.stock_by_sku{g} ({STOCK_COLUMNS})
-                 VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-            ))
-            .await?,
-            upsert_order: prepare(format!(
-                "INSERT INTO {ks}.orders_by_id{g} ({ORDER_COLUMNS})
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-            ))
-            .await?,
-            upsert_customer_order: prepare(format!(
-                "INSERT INTO {ks}.orders_by_customer{g} ({CUSTOMER_ORDER_COLUMNS})
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-            ))
-            .await?,
-            select_product: prepare(format!(
-                "SELECT {PRODUCT_COLUMNS} FROM {ks}.products_by_id{g} WHERE sku = ?"
-            ))
-            .await?,
-            select_listing_first: prepare(format!(
-                "SELECT {PRODUCT_COLUMNS} FROM {ks}.products_by_category{g}
-                 WHERE category = ? LIMIT ?"
-            ))
-            .await?,
-            select_listing_after: prepare(format!(
-                "SELECT {PRODUCT_COLUMNS} FROM {ks}.products_by_category{g}
-                 WHERE category = ? AND sku > ? LIMIT ?"
-            ))
-            .await?,
-            select_stock: prepare(format!(
-                "SELECT {STOCK_COLUMNS} FROM {ks}.stock_by_sku{g} WHERE sku = ?"
-            ))
-            .await?,
-            select_order: prepare(format!(
-                "SELECT {ORDER_COLUMNS} FROM {ks}.orders_by_id{g} WHERE order_id = ?"
-            ))
-            .await?,
-            select_customer_first: prepare(format!(
-                "SELECT {CUSTOMER_ORDER_COLUMNS} FROM {ks}.orders_by_customer{g}
-                 WHERE customer_id = ? LIMIT ?"
-            ))
-            .await?,
-            select_customer_before: prepare(format!(
-                "SELECT {CUSTOMER_ORDER_COLUMNS} FROM {ks}.orders_by_customer{g}
-                 WHERE customer_id = ? AND (placed_at, order_id) < (?, ?) LIMIT ?"
-            ))
-            .await?,
-            select_generation: prepare(format!(
-                "SELECT generation FROM {ks}.projection_generations WHERE name = ?"
-            ))
+            products: ProductStatements::prepare(session, ks, g).await?,
+            stock: StockStatements::prepare(session, ks, g).await?,
+            orders: OrderStatements::prepare(session, ks, g).await?,
+            select_generation: prepare(
+                session,
+                format!("SELECT generation FROM {ks}.projection_generations WHERE name = ?"),
+            )
             .await?,
             // Activations are operator actions in real time, so the server clock orders them.
-            upsert_generation: prepare(format!(
-                "INSERT INTO {ks}.projection_generations (name, generation, activated_at)
-                 VALUES (?, ?, toTimestamp(now()))"
-            ))
+            upsert_generation: prepare(
+                session,
+                format!(
+                    "INSERT INTO {ks}.projection_generations (name, generation, activated_at)
+                     VALUES (?, ?, toTimestamp(now()))"
+                ),
+            )
             .await?,
         })
     }
 }
 
-/// The `order_line` user-defined type.
-#[derive(Debug, Clone, SerializeValue, DeserializeValue)]
-struct OrderLineUdt {
-    line_no: i64,
-    sku: String,
-    quantity: i64,
-    unit_price_minor: i64,
-}
-
-impl From<&OrderLineRow> for OrderLineUdt {
-    fn from(line: &OrderLineRow) -> Self {
-        Self {
-            line_no: i64::from(line.line_no),
-            sku: line.sku.clone(),
-            quantity: i64::from(line.quantity),
-            unit_price_minor: line.unit_price_minor,
-        }
-    }
-}
-
-impl TryFrom<OrderLineUdt> for OrderLineRow {
-    type Error = StoreError;
-    fn try_from(line: OrderLineUdt) -> Result<Self, StoreError> {
-        Ok(Self {
-            line_no: to_u32("line_no", line.line_no)?,
-            sku: line.sku,
-            quantity: to_u32("quantity", line.quantity)?,
-            unit_price_minor: line.unit_price_minor,
-        })
-    }
-}
-
-#[derive(Debug, DeserializeRow)]
-struct ProductColumns {
-    sku: String,
-    name: String,
-    category: String,
-    price_minor: i64,
-    currency: String,
-    discontinued: bool,
-    version: i64,
-    updated_at: CqlTimestamp,
-}
-
-impl TryFrom<ProductColumns> for ProductRow {
-    type Error = StoreError;
-    fn try_from(c: ProductColumns) -> Result<Self, StoreError> {
-        Ok(Self {
-            sku: c.sku,
-            name: c.name,
-            category: c.category,
-            price_minor: c.price_minor,
-            currency: c.currency,
-            discontinued: c.discontinued,
-            version: to_u64("version", c.version)?,
-            updated_at: c.updated_at.0,
-        })
-    }
-}
-
-#[derive(Debug, DeserializeRow)]
-struct StockColumns {
-    sku: String,
-    received: i64,
-    available: i64,
-    reserved: i64,
-    sold: i64,
-    version: i64,
-    updated_at: CqlTimestamp,
-}
-
-impl TryFrom<StockColumns> for StockRow {
-    type Error = StoreError;
-    fn try_from(c: StockColumns) -> Result<Self, StoreError> {
-        Ok(Self {
-            sku: c.sku,
-            received: c.received,
-            available: c.available,
-            reserved: c.reserved,
-            sold: c.sold,
-            version: to_u64("version", c.version)?,
-            updated_at: c.updated_at.0,
-        })
-    }
-}
-
-#[derive(Debug, DeserializeRow)]
-struct OrderColumns {
-    order_id: String,
-    customer_id: String,
-    status: String,
-    reason: Option<String>,
-    lines: Option<Vec<OrderLineUdt>>,
-    total_minor: i64,
-    currency: String,
-    placed_at: CqlTimestamp,
-    updated_at: CqlTimestamp,
-    version: i64,
-}
-
-/// The same columns in the order `orders_by_customer` lists them.
-#[derive(Debug, DeserializeRow)]
-struct CustomerOrderColumns {
-    customer_id: String,
-    placed_at: CqlTimestamp,
-    order_id: String,
-    status: String,
-    reason: Option<String>,
-    lines: Option<Vec<OrderLineUdt>>,
-    total_minor: i64,
-    currency: String,
-    updated_at: CqlTimestamp,
-    version: i64,
-}
-
-impl From<CustomerOrderColumns> for OrderColumns {
-    fn from(c: CustomerOrderColumns) -> Self {
-        Self {
-            order_id: c.order_id,
-            customer_id: c.customer_id,
-            status: c.status,
-            reason: c.reason,
-            lines: c.lines,
-            total_minor: c.total_minor,
-            currency: c.currency,
-            placed_at: c.placed_at,
-            updated_at: c.updated_at,
-            version: c.version,
-        }
-    }
-}
-
-impl TryFrom<OrderColumns> for OrderRow {
-    type Error = StoreError;
-    fn try_from(c: OrderColumns) -> Result<Self, StoreError> {
-        let status = c
-            .status
-            .parse::<OrderStatus>()
-            .map_err(|e| StoreError::decode("orders.status", e))?;
-        let lines = c
-            .lines
-            .unwrap_or_default()
-            .into_iter()
-            .map(OrderLineRow::try_from)
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            order_id: c.order_id,
-            customer_id: c.customer_id,
-            status,
-            reason: c.reason,
-            lines,
-            total_minor: c.total_minor,
-            currency: c.currency,
-            placed_at: c.placed_at.0,
-            updated_at: c.updated_at.0,
-            version: to_u64("version", c.version)?,
-        })
-    }
-}
-
-impl TryFrom<CustomerOrderColumns> for OrderRow {
-    type Error = StoreError;
-    fn try_from(c: CustomerOrderColumns) -> Result<Self, StoreError> {
-        OrderRow::try_from(OrderColumns::from(c))
-    }
+/// Prepares `cql`, marked idempotent: every statement of the store is (writes are versioned,
+/// reads are reads), which lets the driver retry them after a timeout.
+pub(crate) async fn prepare(
+    session: &Session,
+    cql: String,
+) -> Result<PreparedStatement, StoreError> {
+    let mut statement = session.prepare(cql).await?;
+    statement.set_is_idempotent(true);
+    Ok(statement)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 
 use crate::model::ProductRow;
-use crate::project::Mutation;
+use crate::projection::Mutation;
 
 /// Compares two decimal versions exactly, without Lua's float numbers.
 const NEWER: &str = r"

@@ -9,8 +9,8 @@
 use streamcart_aggregates::orders::{CancelReason, OrderEvent, OrderPlaced};
 use streamcart_schemas::EventEnvelope;
 
-use super::{Mutation, Projection, is_newer};
 use crate::model::{OrderLineRow, OrderRow, OrderStatus};
+use crate::projection::{Mutation, Projection, is_newer};
 
 /// The order read model (orders by id and by customer).
 #[derive(Debug, Clone, Copy, Default)]
@@ -143,8 +143,8 @@ mod tests {
     use streamcart_aggregates::values::{CustomerId, LineNo, Money, OrderId, PaymentId, Sku};
 
     use super::*;
-    use crate::project::fold;
-    use crate::project::testing::{T0, at, envelope};
+    use crate::projection::fold;
+    use crate::testing::{T0, at, envelope};
 
     const ORDER: &str = "0190c7a2-1b2c-7d3e-8f40-123456789abc";
 

@@ -3,8 +3,8 @@
 use streamcart_aggregates::inventory::StockEvent;
 use streamcart_schemas::EventEnvelope;
 
-use super::{Mutation, Projection, is_newer};
 use crate::model::StockRow;
+use crate::projection::{Mutation, Projection, is_newer};
 
 /// The stock read model (stock by sku).
 #[derive(Debug, Clone, Copy, Default)]
@@ -80,8 +80,8 @@ mod tests {
     use streamcart_aggregates::values::{LineNo, OrderId};
 
     use super::*;
-    use crate::project::fold;
-    use crate::project::testing::{at, envelope};
+    use crate::projection::fold;
+    use crate::testing::{at, envelope};
 
     const SKU: &str = "SKU-7";
 

@@ -1,4 +1,5 @@
-//! Pure projections: `(current row, event) -> mutations`, no I/O.
+//! What every projection shares: `(current row, event) -> mutations`, no I/O. The projections
+//! themselves live with their read model (`products/`, `stock/`, `orders/`).
 //!
 //! Each projection reads the row as the store holds it and one event envelope, and answers the
 //! writes that bring the read model up to that event. The rules every projection follows:
@@ -12,17 +13,6 @@
 //!
 //! [`fold`] applies a run of one aggregate's events on top of a row, which is how a consumer
 //! projects a batch with a single read of the current row.
-
-mod order;
-mod product;
-mod stock;
-
-#[cfg(test)]
-mod testing;
-
-pub use order::{Orders, cancel_reason_code, project_order};
-pub use product::{Products, project_product};
-pub use stock::{Stocks, project_stock};
 
 use streamcart_schemas::EventEnvelope;
 
@@ -92,6 +82,16 @@ pub fn fold<P: Projection>(
     current: Option<P::Row>,
     events: &[EventEnvelope<P::Event>],
 ) -> (Option<P::Row>, Vec<Mutation>) {
+    fold_iter::<P, _>(current, events)
+}
+
+/// [`fold`] over borrowed events, e.g. one aggregate's events picked out of a batch.
+pub fn fold_iter<'a, P, I>(current: Option<P::Row>, events: I) -> (Option<P::Row>, Vec<Mutation>)
+where
+    P: Projection,
+    P::Event: 'a,
+    I: IntoIterator<Item = &'a EventEnvelope<P::Event>>,
+{
     let mut row = current;
     let mut mutations = Vec::new();
     for event in events {
@@ -135,7 +135,7 @@ pub fn freshness(current_version: Option<u64>, event_version: u64) -> Freshness 
 }
 
 /// True when `event` is newer than the row; the guard every projection starts with.
-fn is_newer(current_version: Option<u64>, event_version: u64) -> bool {
+pub(crate) fn is_newer(current_version: Option<u64>, event_version: u64) -> bool {
     freshness(current_version, event_version) != Freshness::Stale
 }
 

@@ -3,8 +3,8 @@
 use streamcart_aggregates::catalog::ProductEvent;
 use streamcart_schemas::EventEnvelope;
 
-use super::{Mutation, Projection, is_newer};
 use crate::model::ProductRow;
+use crate::projection::{Mutation, Projection, is_newer};
 
 /// The product read model (products by id and by category).
 #[derive(Debug, Clone, Copy, Default)]
@@ -111,8 +111,8 @@ mod tests {
     use streamcart_aggregates::values::{Money, Sku};
 
     use super::*;
-    use crate::project::fold;
-    use crate::project::testing::{at, envelope};
+    use crate::projection::fold;
+    use crate::testing::{at, envelope};
 
     const SKU: &str = "SKU-1";
 
