@@ -127,8 +127,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Prefixes handed out by [`prefix`]: the consumer groups a stall report looks at.
 static PREFIXES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// A spawned role's command line and process, shared with its [`Role`].
+type RoleEntry = (String, Arc<Mutex<Child>>);
 /// Roles alive in this run, by id, for stall reports.
-static ROLES: Mutex<BTreeMap<u64, (String, Arc<Mutex<Child>>)>> = Mutex::new(BTreeMap::new());
+static ROLES: Mutex<BTreeMap<u64, RoleEntry>> = Mutex::new(BTreeMap::new());
 static NEXT_ROLE: AtomicU64 = AtomicU64::new(0);
 
 /// A streamcart role running beside the benchmark, stopped (SIGTERM, then SIGKILL) when dropped.
