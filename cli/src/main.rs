@@ -53,7 +53,7 @@ enum Command {
     /// Runs the HTTP edge: query API and command gateway.
     Serve,
     /// Runs every processor, the saga, every projector and the HTTP edge in one process, for a
-    /// single machine.
+    /// single machine; a role that fails is restarted with backoff while the others keep running.
     Run,
     /// Seeds a small catalog, places orders and prints their outcomes (needs `run`).
     Demo,
