@@ -2,6 +2,10 @@
 //! with (a tool of Kafka's own, or `redis-benchmark` for the query API) and ends with `ratio: X`.
 //!
 //! Run through `scripts/bench NAME`, which builds in release mode and brings the stack up.
+//!
+//! Every run ends by itself: within `BENCH_TIMEOUT_SECONDS` (a default per benchmark, sized for
+//! the default workload) and sooner when a wait stops progressing or a role exits, with an error
+//! naming what stalled and which consumer group lags on which topic.
 
 mod harness;
 mod lag;
