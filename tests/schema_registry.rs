@@ -292,3 +292,236 @@ async fn unknown_schema_id_and_unreachable_registry_are_typed_errors() -> TestRe
     assert_eq!(err.disposition(), Disposition::Retry);
     Ok(())
 }
+
+/// A fault injector in front of the real registry: answers the next requests with the given
+/// statuses, then forwards every request to the registry and its answer back. The registry's
+/// logic is never imitated; only its availability is.
+struct FaultyRegistry {
+    /// Confluent API base URL through the injector.
+    url: String,
+    /// Requests seen (failed and forwarded).
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FaultyRegistry {
+    async fn start(failures: Vec<u16>) -> Result<Self, Box<dyn std::error::Error>> {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let real = reqwest::Url::parse(&registry_url())?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!(
+            "http://{}{}",
+            listener.local_addr()?,
+            real.path().trim_end_matches('/')
+        );
+        let origin = real.origin().ascii_serialization();
+        let failures = std::sync::Arc::new(std::sync::Mutex::new(
+            failures
+                .into_iter()
+                .collect::<std::collections::VecDeque<_>>(),
+        ));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = requests.clone();
+        let client = reqwest::Client::new();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (failures, seen, client, origin) = (
+                    failures.clone(),
+                    seen.clone(),
+                    client.clone(),
+                    origin.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Head, then as much body as Content-Length says.
+                    let (head_end, length) = loop {
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (end + 4, length);
+                        }
+                    };
+                    while buf.len() < head_end + length {
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let mut first = head.lines().next().unwrap_or_default().split(' ');
+                    let (method, path) = (
+                        first.next().unwrap_or("GET").to_owned(),
+                        first.next().unwrap_or("/").to_owned(),
+                    );
+                    let content_type = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_lowercase()
+                                .starts_with("content-type:")
+                                .then(|| l[13..].trim().to_owned())
+                        })
+                        .unwrap_or_else(|| "application/json".to_owned());
+                    let body = buf[head_end..].to_vec();
+                    let injected = failures.lock().ok().and_then(|mut f| f.pop_front());
+                    let (status, answer) = match injected {
+                        Some(status) => (
+                            status,
+                            br#"{"error_code":50001,"message":"injected fault"}"#.to_vec(),
+                        ),
+                        None => {
+                            let method =
+                                reqwest::Method::from_bytes(method.as_bytes()).unwrap_or_default();
+                            let forwarded = client
+                                .request(method, format!("{origin}{path}"))
+                                .header("content-type", content_type)
+                                .body(body)
+                                .send()
+                                .await;
+                            match forwarded {
+                                Ok(r) => {
+                                    let status = r.status().as_u16();
+                                    (
+                                        status,
+                                        r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+                                    )
+                                }
+                                Err(_) => (502, b"{}".to_vec()),
+                            }
+                        }
+                    };
+                    let mut out = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n",
+                        answer.len()
+                    )
+                    .into_bytes();
+                    out.extend_from_slice(&answer);
+                    let _ = socket.write_all(&out).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Ok(Self { url, requests })
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn registry_5xx_and_429_are_retried_and_never_cached() -> TestResult {
+    let topics = unique_topics("faults");
+    register_all(&registry_url(), &topics).await?;
+    let writer = Codec::new(&registry_url(), topics.clone())?;
+    let record = samples::command_results()
+        .into_iter()
+        .next()
+        .ok_or("sample")?;
+    let bytes = writer.encode(&record).await?;
+
+    let faulty = FaultyRegistry::start(vec![500, 504, 429, 503]).await?;
+    let reader = Codec::new(&faulty.url, topics.clone())?;
+    for status in ["500", "504", "429", "503"] {
+        let err = reader
+            .decode::<CommandResult>(&bytes)
+            .await
+            .err()
+            .ok_or("decoded through an injected fault")?;
+        assert!(
+            matches!(err, DecodeError::RegistryUnavailable { .. }),
+            "{status}: {err}"
+        );
+        assert!(err.to_string().contains(status), "{err}");
+        assert_eq!(err.disposition(), Disposition::Retry);
+    }
+    // The same bytes decode as soon as the registry answers: no failure was remembered.
+    let back: CommandResult = reader.decode(&bytes).await?;
+    assert_eq!(back, record);
+    assert_eq!(faulty.requests(), 5);
+    // And from memory afterwards.
+    let again: CommandResult = reader.decode(&bytes).await?;
+    assert_eq!(again, record);
+    assert_eq!(faulty.requests(), 5);
+
+    // A healthy registry's 404 for an id it does not have is the one permanent answer.
+    let unknown = frame(2_000_000_001, &[0, 2, 4]);
+    let err = reader
+        .decode::<CommandResult>(&unknown)
+        .await
+        .err()
+        .ok_or("decoded an unknown id")?;
+    assert!(
+        matches!(err, DecodeError::UnknownSchemaId { id: 2_000_000_001 }),
+        "{err}"
+    );
+    assert_eq!(err.disposition(), Disposition::DeadLetter);
+    Ok(())
+}
+
+#[tokio::test]
+async fn registering_through_a_failing_registry_is_retried_until_it_answers() -> TestResult {
+    let topics = unique_topics("regfaults");
+    let faulty = FaultyRegistry::start(vec![500, 503]).await?;
+    let codec = Codec::new(&faulty.url, topics.clone())?;
+    for _ in 0..2 {
+        let err = codec
+            .schema_id(Stream::CommandResults)
+            .await
+            .err()
+            .ok_or("registered through an injected fault")?;
+        assert!(err.is_transient(), "{err}");
+        assert_eq!(err.disposition(), Disposition::Retry);
+    }
+    let id = codec.schema_id(Stream::CommandResults).await?;
+    let direct = Codec::new(&registry_url(), topics)?;
+    assert_eq!(direct.schema_id(Stream::CommandResults).await?, id);
+    assert_eq!(faulty.requests(), 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_is_retried_after_the_request_timeout() -> TestResult {
+    // Accepts connections and reads requests, never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/apis/ccompat/v7", listener.local_addr()?);
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let codec = Codec::new(&url, unique_topics("hung"))?;
+    let started = std::time::Instant::now();
+    let err = codec
+        .decode::<CommandResult>(&frame(1, &[0]))
+        .await
+        .err()
+        .ok_or("decoded without an answer")?;
+    held.abort();
+    assert!(
+        matches!(err, DecodeError::RegistryUnavailable { .. }),
+        "{err}"
+    );
+    assert_eq!(err.disposition(), Disposition::Retry);
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    Ok(())
+}

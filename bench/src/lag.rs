@@ -44,22 +44,21 @@ fn kafka_end_to_end(topic: &str, records: usize) -> anyhow::Result<(f64, f64, f6
     let java = env_or("STREAMCART_JAVA17", "java");
     let cp = std::env::var("STREAMCART_KAFKA_TOOLS_CP")
         .context("STREAMCART_KAFKA_TOOLS_CP (from scripts/stack env)")?;
-    let out = Command::new(java)
-        .args([
-            "-Xmx256m",
-            "-cp",
-            &cp,
-            "org.apache.kafka.tools.EndToEndLatency",
-        ])
-        .args([
-            &harness::bootstrap(),
-            topic,
-            &records.to_string(),
-            "all",
-            "200",
-        ])
-        .output()
-        .context("running EndToEndLatency")?;
+    let mut cmd = Command::new(java);
+    cmd.args([
+        "-Xmx256m",
+        "-cp",
+        &cp,
+        "org.apache.kafka.tools.EndToEndLatency",
+    ])
+    .args([
+        &harness::bootstrap(),
+        topic,
+        &records.to_string(),
+        "all",
+        "200",
+    ]);
+    let out = harness::run_tool(cmd, "kafka EndToEndLatency", harness::tool_limit(records))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
@@ -161,24 +160,24 @@ pub async fn run() -> anyhow::Result<()> {
             &commands,
             &sku,
             &command(&codec, &sku, ProductCommand::CreateProduct(create)).await?,
-        );
+        )?;
     }
     producer.flush(Duration::from_secs(30))?;
     let store = CassandraStore::connect(&nodes, &keyspace).await?;
     let cache = ProductCache::connect(&redis, CacheOptions::for_topic_prefix(&prefix)).await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while store
-        .product(&format!("LAG-{:03}", SKUS - 1))
-        .await
-        .ok()
-        .flatten()
-        .is_none()
-    {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "products never reached the read model"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let limit = Duration::from_secs(120);
+    let mut watch = harness::Watch::new("products reaching the read model", limit, limit);
+    loop {
+        let last = store
+            .product(&format!("LAG-{:03}", SKUS - 1))
+            .await
+            .ok()
+            .flatten();
+        match watch.check(usize::from(last.is_some()), 1) {
+            Ok(true) => break,
+            Ok(false) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(stalled) => return Err(harness::explain(stalled).await),
+        }
     }
 
     // Steady price changes; every 10th is followed to ScyllaDB and Redis.
@@ -206,7 +205,7 @@ pub async fn run() -> anyhow::Result<()> {
                 ProductCommand::ChangePrice(ChangePrice { price }),
             )
             .await?,
-        );
+        )?;
         versions[n] += 1;
         if i % 10 == 0 {
             let (seen, store, cache, version) =

@@ -23,11 +23,13 @@ use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::{CommandEnvelope, CommandPayload, EventEnvelope};
 use streamcart_schemas::topics::{Context, Topics};
 
-use crate::harness::{self, env_num};
+use crate::harness::{self, Watch, env_num};
 
 /// Records one confirmed single-line order moves through Kafka.
 const RECORDS_PER_ORDER: f64 = 19.0;
 const SKUS: usize = 20;
+/// A phase whose confirmed count does not move for this long has stalled.
+const STALL_AFTER: Duration = Duration::from_secs(120);
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -42,6 +44,8 @@ struct Seen {
     orders: HashMap<String, (Option<Instant>, Option<Instant>, i64, i64)>,
     event_bytes: usize,
     events: usize,
+    /// Why the watcher stopped early, if it did.
+    failed: Option<String>,
 }
 
 async fn encode<C: CommandPayload>(
@@ -88,6 +92,32 @@ fn confirmed(seen: &Mutex<Seen>) -> usize {
         .unwrap_or(0)
 }
 
+fn watcher_failure(seen: &Mutex<Seen>) -> Option<String> {
+    seen.lock().ok().and_then(|s| s.failed.clone())
+}
+
+/// Waits until `target` orders are confirmed; fails naming what stalled when the count stops
+/// moving for `stall_after`, `limit` passes, a role exits or the watcher fails.
+async fn wait_confirmed(
+    seen: &Mutex<Seen>,
+    what: &str,
+    target: usize,
+    limit: Duration,
+    stall_after: Duration,
+) -> anyhow::Result<()> {
+    let mut watch = Watch::new(what, limit, stall_after);
+    loop {
+        if let Some(e) = watcher_failure(seen) {
+            anyhow::bail!("{what}: the order event watcher failed: {e}");
+        }
+        match watch.check(confirmed(seen), target) {
+            Ok(true) => return Ok(()),
+            Ok(false) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(stalled) => return Err(harness::explain(stalled).await),
+        }
+    }
+}
+
 /// Runs the benchmark and prints its table.
 pub async fn run() -> anyhow::Result<()> {
     let n: usize = env_num("BENCH_SAGA_ORDERS", 3_000);
@@ -120,39 +150,11 @@ pub async fn run() -> anyhow::Result<()> {
         let topic = topics.events(Context::Orders);
         let rt = tokio::runtime::Handle::current();
         std::thread::spawn(move || -> anyhow::Result<()> {
-            let c: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", harness::bootstrap())
-                .set("group.id", format!("{topic}-bench-watch"))
-                .set("isolation.level", "read_committed")
-                .set("auto.offset.reset", "earliest")
-                .set("fetch.wait.max.ms", "10")
-                .create()?;
-            c.subscribe(&[&topic])?;
-            while !stop.load(Ordering::Relaxed) {
-                let Some(m) = c.poll(Duration::from_millis(50)) else {
-                    continue;
-                };
-                let m = m?;
-                let now = Instant::now();
-                let bytes = m.payload().unwrap_or_default();
-                let e: EventEnvelope<OrderEvent> = rt.block_on(codec.decode(bytes))?;
-                let mut s = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                s.events += 1;
-                s.event_bytes += bytes.len();
-                let entry = s.orders.entry(e.aggregate_id.clone()).or_default();
-                match e.payload {
-                    OrderEvent::OrderPlaced(_) => {
-                        entry.0 = Some(now);
-                        entry.2 = e.occurred_at;
-                    }
-                    OrderEvent::OrderConfirmed(_) => {
-                        entry.1 = Some(now);
-                        entry.3 = e.occurred_at;
-                    }
-                    _ => {}
-                }
+            let out = watch_orders(&topic, &seen, &stop, &codec, &rt);
+            if let (Err(e), Ok(mut s)) = (&out, seen.lock()) {
+                s.failed = Some(format!("{e:#}"));
             }
-            Ok(())
+            out
         })
     };
 
@@ -166,7 +168,7 @@ pub async fn run() -> anyhow::Result<()> {
             price: Money::new(1_000, "EUR")?,
         };
         let b = encode(&codec, &sku, ProductCommand::CreateProduct(create)).await?;
-        harness::send(&producer, &topics.commands(Context::Catalog), &sku, &b);
+        harness::send(&producer, &topics.commands(Context::Catalog), &sku, &b)?;
         let b = encode(
             &codec,
             &sku,
@@ -175,7 +177,7 @@ pub async fn run() -> anyhow::Result<()> {
             }),
         )
         .await?;
-        harness::send(&producer, &topics.commands(Context::Inventory), &sku, &b);
+        harness::send(&producer, &topics.commands(Context::Inventory), &sku, &b)?;
     }
     producer.flush(Duration::from_secs(30))?;
     let customers: Vec<CustomerId> = (0..100)
@@ -184,15 +186,20 @@ pub async fn run() -> anyhow::Result<()> {
     let orders_topic = topics.commands(Context::Orders);
 
     // Warm-up: orders trickle in until one is confirmed end to end (the catalog copy is current).
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let limit = Duration::from_secs(180);
+    let mut watch = Watch::new("warm-up: first order confirmed end to end", limit, limit);
     let mut warm = 0;
-    while confirmed(&seen) == 0 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no order confirmed within 180 s of start-up"
-        );
+    loop {
+        if let Some(e) = watcher_failure(&seen) {
+            anyhow::bail!("warm-up: the order event watcher failed: {e}");
+        }
+        match watch.check(confirmed(&seen), 1) {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(stalled) => return Err(harness::explain(stalled).await),
+        }
         let (id, b) = place(&codec, &customers[0], warm).await?;
-        harness::send(&producer, &orders_topic, &id, &b);
+        harness::send(&producer, &orders_topic, &id, &b)?;
         producer.flush(Duration::from_secs(10))?;
         warm += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -207,18 +214,17 @@ pub async fn run() -> anyhow::Result<()> {
     }
     let t0 = Instant::now();
     for (id, b) in &batch {
-        harness::send(&producer, &orders_topic, id, b);
+        harness::send(&producer, &orders_topic, id, b)?;
     }
     producer.flush(Duration::from_secs(60))?;
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while confirmed(&seen) < base + n {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {} of {n} orders confirmed",
-            confirmed(&seen) - base
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_confirmed(
+        &seen,
+        &format!("capacity phase: orders confirmed (counting {base} warm-up orders)"),
+        base + n,
+        Duration::from_secs(900),
+        STALL_AFTER,
+    )
+    .await?;
     let capacity = n as f64 / t0.elapsed().as_secs_f64();
     println!(
         "capacity: {n} orders confirmed in {:.1} s",
@@ -241,14 +247,20 @@ pub async fn run() -> anyhow::Result<()> {
         {
             tokio::time::sleep(wait).await;
         }
-        harness::send(&producer, &orders_topic, id, b);
+        harness::send(&producer, &orders_topic, id, b)?;
     }
     producer.flush(Duration::from_secs(60))?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while confirmed(&seen) < base + n + total {
-        anyhow::ensure!(Instant::now() < deadline, "steady phase did not complete");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_confirmed(
+        &seen,
+        &format!(
+            "steady phase: orders confirmed (counting {} earlier orders)",
+            base + n
+        ),
+        base + n + total,
+        Duration::from_secs(600),
+        STALL_AFTER,
+    )
+    .await?;
     stop.store(true, Ordering::Relaxed);
     watcher
         .join()
@@ -294,5 +306,57 @@ pub async fn run() -> anyhow::Result<()> {
     println!("saga: {capacity:.1} orders/s");
     println!("ceiling: {ceiling:.1} orders/s");
     println!("ratio: {:.3}", capacity / ceiling.max(1e-9));
+    Ok(())
+}
+
+/// Follows the order events, noting when each order was placed and confirmed.
+fn watch_orders(
+    topic: &str,
+    seen: &Mutex<Seen>,
+    stop: &AtomicBool,
+    codec: &Codec,
+    rt: &tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", harness::bootstrap())
+        .set("group.id", format!("{topic}-bench-watch"))
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    c.subscribe(&[topic])?;
+    while !stop.load(Ordering::Relaxed) {
+        // Consumer errors are transient here (the client reconnects); a lasting one shows up
+        // as a stalled count.
+        let Some(Ok(m)) = c.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let now = Instant::now();
+        let bytes = m.payload().unwrap_or_default();
+        let e: EventEnvelope<OrderEvent> = loop {
+            match rt.block_on(codec.decode(bytes)) {
+                Ok(e) => break e,
+                Err(err) if err.is_transient() && !stop.load(Ordering::Relaxed) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
+        let mut s = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        s.events += 1;
+        s.event_bytes += bytes.len();
+        let entry = s.orders.entry(e.aggregate_id.clone()).or_default();
+        match e.payload {
+            OrderEvent::OrderPlaced(_) => {
+                entry.0 = Some(now);
+                entry.2 = e.occurred_at;
+            }
+            OrderEvent::OrderConfirmed(_) => {
+                entry.1 = Some(now);
+                entry.3 = e.occurred_at;
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }

@@ -16,7 +16,7 @@ use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::CommandEnvelope;
 use streamcart_schemas::topics::{Context, Topics};
 
-use crate::harness::{self, env_num};
+use crate::harness::{self, Watch, env_num};
 
 struct Prepared {
     prefix: String,
@@ -80,22 +80,27 @@ async fn peak_round(n: usize) -> anyhow::Result<(f64, usize)> {
     let producer = harness::producer()?;
     let topic = prepared.topics.commands(Context::Inventory);
     for (_, key, value) in &prepared.records {
-        harness::send(&producer, &topic, key, value);
+        harness::send(&producer, &topic, key, value)?;
     }
     producer.flush(Duration::from_secs(60))?;
     let consumer = results_consumer(&prepared.topics)?;
     let _role = harness::spawn_role(&["process", "stock"], &prepared.prefix, &[])?;
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut watch = Watch::new(
+        "peak round: command results",
+        Duration::from_secs(600),
+        Duration::from_secs(120),
+    );
     let mut seen = 0usize;
     let mut first = None;
     let mut last = Instant::now();
-    while seen < n {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {seen} of {n} results arrived"
-        );
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            m?;
+    loop {
+        match watch.check(seen, n) {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(stalled) => return Err(harness::explain(stalled).await),
+        }
+        // Consumer errors are transient (the client reconnects); a lasting one stalls the count.
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
             seen += 1;
             last = Instant::now();
             first.get_or_insert(last);
@@ -133,7 +138,7 @@ async fn latency_at(rate: f64, seconds: u64) -> anyhow::Result<Vec<f64>> {
             if let Ok(mut s) = sent_w.lock() {
                 s.insert(id.clone(), Instant::now());
             }
-            harness::send(&producer, &topic, key, value);
+            harness::send(&producer, &topic, key, value)?;
         }
         producer.flush(Duration::from_secs(60))?;
         Ok(())
@@ -141,8 +146,15 @@ async fn latency_at(rate: f64, seconds: u64) -> anyhow::Result<Vec<f64>> {
     let mut latencies = Vec::with_capacity(n);
     let deadline = Instant::now() + Duration::from_secs(seconds + 120);
     while latencies.len() < n && Instant::now() < deadline {
-        if let Some(m) = consumer.poll(Duration::from_millis(50)) {
-            let m = m?;
+        let roles_gone = harness::exited_roles();
+        if !roles_gone.is_empty() {
+            anyhow::bail!(
+                "latency phase: {} of {n} results; {}",
+                latencies.len(),
+                roles_gone.join("; ")
+            );
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
             let now = Instant::now();
             let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
             if let Some(t) = sent.lock().ok().and_then(|s| s.get(&key).copied()) {

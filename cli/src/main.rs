@@ -6,13 +6,17 @@ mod process;
 mod project;
 mod sagas;
 mod serve;
+mod supervise;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use streamcart_kafka_runtime::shutdown;
 use streamcart_schemas::topics::Topics;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
@@ -49,7 +53,7 @@ enum Command {
     /// Runs the HTTP edge: query API and command gateway.
     Serve,
     /// Runs every processor, the saga, every projector and the HTTP edge in one process, for a
-    /// single machine.
+    /// single machine; a role that fails is restarted with backoff while the others keep running.
     Run,
     /// Seeds a small catalog, places orders and prints their outcomes (needs `run`).
     Demo,
@@ -100,56 +104,116 @@ pub enum AggregateKind {
     Payment,
 }
 
-/// Every role in one process: one shutdown token, and the first role to fail stops the rest.
+impl AggregateKind {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateKind::Product => "product",
+            AggregateKind::Stock => "stock",
+            AggregateKind::Order => "order",
+            AggregateKind::Payment => "payment",
+        }
+    }
+}
+
+/// How long `run` waits, after SIGTERM, for its roles to finish their open batches and stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long the process waits, once its work is done, for stray blocking threads.
+const RUNTIME_GRACE: Duration = Duration::from_secs(5);
+
+/// Every role in one process, each supervised: a role that fails is restarted with backoff
+/// while the others keep running; SIGTERM stops them all within [`SHUTDOWN_GRACE`].
 async fn run_all(cfg: Config) -> anyhow::Result<()> {
     let token = shutdown::on_signals();
+    let counters = supervise::RestartCounters::default();
+    let policy = supervise::RestartPolicy::default();
     let mut roles = tokio::task::JoinSet::new();
+    let mut add = |name: String, start: Box<dyn FnMut(CancellationToken) -> RoleFuture + Send>| {
+        roles.spawn(supervise::supervise(
+            name,
+            policy,
+            counters.clone(),
+            token.clone(),
+            start,
+        ));
+    };
     for kind in [
         AggregateKind::Product,
         AggregateKind::Stock,
         AggregateKind::Order,
         AggregateKind::Payment,
     ] {
-        let (cfg, token) = (cfg.clone(), token.clone());
-        roles.spawn(async move {
-            let out = process::run(cfg, kind, token.clone())
-                .await
-                .with_context(|| format!("{kind:?} processor"));
-            token.cancel();
-            out
-        });
+        let cfg = cfg.clone();
+        add(
+            format!("{} processor", kind.name()),
+            Box::new(move |t| Box::pin(process::run(cfg.clone(), kind, t))),
+        );
     }
-    let (c, t) = (cfg.clone(), token.clone());
-    roles.spawn(async move {
-        let out = sagas::run(c, t.clone()).await.context("sagas");
-        t.cancel();
-        out
-    });
+    let c = cfg.clone();
+    add(
+        "sagas".to_owned(),
+        Box::new(move |t| Box::pin(sagas::run(c.clone(), t))),
+    );
     for kind in project::ProjectionKind::ALL {
-        let (c, t) = (cfg.clone(), token.clone());
-        roles.spawn(async move {
-            let out = project::run(c, kind, t.clone()).await;
-            t.cancel();
-            out
-        });
+        let c = cfg.clone();
+        add(
+            format!("{kind:?} projector").to_lowercase(),
+            Box::new(move |t| Box::pin(project::run(c.clone(), kind, t))),
+        );
     }
-    let (c, t) = (cfg.clone(), token.clone());
-    roles.spawn(async move {
-        let out = serve::run(c, t.clone()).await.context("edge");
-        t.cancel();
-        out
-    });
-    let mut first_error = None;
-    while let Some(joined) = roles.join_next().await {
-        if let Err(e) = joined.context("role task").and_then(|r| r) {
-            tracing::error!(error = %format!("{e:#}"), "role stopped with an error");
-            first_error.get_or_insert(e);
-        }
+    let c = cfg.clone();
+    add(
+        "edge".to_owned(),
+        Box::new(move |t| Box::pin(serve::run(c.clone(), t))),
+    );
+    token.cancelled().await;
+    let stopped = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while roles.join_next().await.is_some() {}
+    })
+    .await;
+    let restarts: Vec<String> = counters
+        .all()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(role, n)| format!("{role}: {n}"))
+        .collect();
+    if !restarts.is_empty() {
+        tracing::info!(restarts = %restarts.join(", "), "restarts while running");
     }
-    first_error.map_or(Ok(()), Err)
+    if stopped.is_err() {
+        roles.abort_all();
+        anyhow::bail!(
+            "{} role(s) did not stop within {} s of the shutdown request",
+            roles.len(),
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+    Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+/// One attempt of a supervised role.
+type RoleFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+
+/// The role a command runs, for its exit message.
+fn role_of(command: &Command) -> String {
+    match command {
+        Command::Process { aggregate } => format!("process {}", aggregate.name()),
+        Command::Sagas => "sagas".to_owned(),
+        Command::Project { name } => format!("project {name:?}").to_lowercase(),
+        Command::Projector {
+            action: ProjectorAction::Rebuild { name },
+        } => format!("projector rebuild {name:?}").to_lowercase(),
+        Command::Serve => "serve".to_owned(),
+        Command::Run => "run".to_owned(),
+        Command::Demo => "demo".to_owned(),
+        Command::Token { .. } => "token".to_owned(),
+        Command::Schemas { .. } => "schemas register".to_owned(),
+    }
+}
+
+/// A role that ends with an error exits 1 with one line naming the role and the cause; the log
+/// above it has the details.
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -158,12 +222,28 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let role = role_of(&cli.command);
+    match run_command(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(role = %role, error = %format!("{e:#}"), "stopped with an error");
+            eprintln!("streamcart {role}: {}", one_line(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::load(cli.config.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
+    let out = rt.block_on(async move {
         match cli.command {
             Command::Process { aggregate } => {
                 process::run(cfg, aggregate, shutdown::on_signals()).await
@@ -207,5 +287,9 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         }
-    })
+    });
+    // A blocking thread that ignores shutdown (a hung client call) must not keep the process
+    // alive after its work is done.
+    rt.shutdown_timeout(RUNTIME_GRACE);
+    out
 }

@@ -1,10 +1,12 @@
 //! The Confluent wire format: magic byte 0, the schema id as 4 big-endian bytes, the Avro body.
 //!
-//! [`Codec`] talks to the registry through schema_registry_converter (the encoder resolves and
-//! caches each subject's schema id, the decoder fetches and caches writer schemas by id). Every
-//! step after that is pure and lives in free functions — [`split_header`], [`encode_with_id`],
-//! [`decode_with`], [`WriterSchema`] — so decoding can be tested on arbitrary bytes without a
-//! registry.
+//! [`Codec`] asks the registry's Confluent API for two things: a subject's schema id (registering
+//! this build's schema, as Confluent serializers do) and a writer schema by id. Only answers are
+//! remembered; a failed call is never cached, so a registry that answered 500 once is asked again
+//! for the next record. What an answer means for the record is decided by pure functions —
+//! [`classify_answer`], [`writer_from_answer`], [`id_from_answer`] — and so is every step after
+//! it — [`split_header`], [`encode_with_id`], [`decode_with`], [`WriterSchema`] — so both can be
+//! tested on arbitrary input without a registry.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -13,12 +15,8 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
-use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
-use schema_registry_converter::error::SRCError;
-use schema_registry_converter::schema_registry_common::{
-    SchemaType, SubjectNameStrategy, SuppliedSchema,
-};
+use reqwest::{Client, Url};
+use serde_json::Value as Json;
 
 use crate::avro_binary;
 use crate::contract::{datum_io, is_local_canonical, local_schema};
@@ -189,14 +187,135 @@ pub struct RegistryConfigError {
     pub reason: String,
 }
 
+/// What a registry's HTTP answer means for the record that needed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryAnswer {
+    /// A 2xx: the answer carries what was asked for.
+    Answered,
+    /// A 404 with Confluent error code 40403: a working registry has no schema under the id,
+    /// and never will (ids are not reused).
+    SchemaNotFound,
+    /// A 409 (incompatible with the subject's history) or 422 (invalid schema): the registry
+    /// refuses this build's schema, and will again.
+    SchemaRefused,
+    /// Anything else says nothing about the record: 5xx, 429, 408, 401/403, a 404 without
+    /// 40403 (a wrong path or a proxy), other statuses. Retry later.
+    Unavailable,
+}
+
+/// Classifies a registry answer by HTTP status and the Confluent `error_code` of its body.
+pub fn classify_answer(status: u16, error_code: Option<i64>) -> RegistryAnswer {
+    match (status, error_code) {
+        (200..=299, _) => RegistryAnswer::Answered,
+        (404, Some(40403)) => RegistryAnswer::SchemaNotFound,
+        (409, _) | (422, _) => RegistryAnswer::SchemaRefused,
+        _ => RegistryAnswer::Unavailable,
+    }
+}
+
+/// The Confluent error code and message of an error body, if it has them.
+fn error_details(body: &Json) -> (Option<i64>, String) {
+    let code = body.get("error_code").and_then(Json::as_i64);
+    let message = body
+        .get("message")
+        .and_then(Json::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| truncated(&body.to_string()));
+    (code, message)
+}
+
+fn truncated(text: &str) -> String {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+fn parse_body(body: &str) -> Json {
+    serde_json::from_str(body).unwrap_or_else(|_| Json::String(truncated(body)))
+}
+
+/// Turns the registry's answer to `GET /schemas/ids/{id}` into a writer schema, or says whether
+/// the record can never decode ([`DecodeError::UnknownSchemaId`], [`DecodeError::RegistryRefused`])
+/// or the registry should be asked again ([`DecodeError::RegistryUnavailable`]).
+pub fn writer_from_answer(id: u32, status: u16, body: &str) -> Result<WriterSchema, DecodeError> {
+    let json = parse_body(body);
+    let (code, message) = error_details(&json);
+    let unavailable = |reason: String| DecodeError::RegistryUnavailable { id, reason };
+    match classify_answer(status, code) {
+        RegistryAnswer::Answered => {}
+        RegistryAnswer::SchemaNotFound => return Err(DecodeError::UnknownSchemaId { id }),
+        RegistryAnswer::SchemaRefused | RegistryAnswer::Unavailable => {
+            return Err(unavailable(format!(
+                "registry answered {status}: {message}"
+            )));
+        }
+    }
+    // A 2xx without a schema in it is not the registry speaking (a proxy's page, a cut-off
+    // body): it says nothing about the record.
+    let Some(text) = json.get("schema").and_then(Json::as_str) else {
+        return Err(unavailable(format!(
+            "registry answered {status} without a schema: {}",
+            truncated(body)
+        )));
+    };
+    let refused = |reason: String| DecodeError::RegistryRefused { id, reason };
+    match json.get("schemaType").and_then(Json::as_str) {
+        None | Some("AVRO") => {}
+        Some(other) => return Err(refused(format!("schema type is {other}, not AVRO"))),
+    }
+    if json
+        .get("references")
+        .and_then(Json::as_array)
+        .is_some_and(|r| !r.is_empty())
+    {
+        // Every schema of this contract is self-contained; a writer that needs references is
+        // not one of its records.
+        return Err(refused("schema has references".to_owned()));
+    }
+    let schema =
+        Schema::parse_str(text).map_err(|e| refused(format!("not an Avro schema: {e}")))?;
+    Ok(WriterSchema::new(id, schema))
+}
+
+/// Turns the registry's answer to `POST /subjects/{subject}/versions` into the schema id.
+pub fn id_from_answer(subject: &str, status: u16, body: &str) -> Result<u32, EncodeError> {
+    let json = parse_body(body);
+    let (code, message) = error_details(&json);
+    let unavailable = |reason: String| EncodeError::RegistryUnavailable {
+        subject: subject.to_owned(),
+        reason,
+    };
+    match classify_answer(status, code) {
+        RegistryAnswer::Answered => json
+            .get("id")
+            .and_then(Json::as_u64)
+            .and_then(|id| u32::try_from(id).ok())
+            .ok_or_else(|| {
+                unavailable(format!(
+                    "registry answered {status} without an id: {}",
+                    truncated(body)
+                ))
+            }),
+        RegistryAnswer::SchemaRefused => Err(EncodeError::RegistryRefused {
+            subject: subject.to_owned(),
+            reason: format!("registry answered {status}: {message}"),
+        }),
+        RegistryAnswer::SchemaNotFound | RegistryAnswer::Unavailable => Err(unavailable(format!(
+            "registry answered {status}: {message}"
+        ))),
+    }
+}
+
 /// Encodes and decodes every [`WireRecord`] in the Confluent wire format against a registry.
 ///
 /// Cheap to share (`Arc<Codec>`): after the first record of a stream, encoding is a map lookup
 /// plus the Avro write; decoding is a map lookup plus the Avro read.
 pub struct Codec {
     topics: Topics,
-    encoder: AvroEncoder,
-    decoder: AvroDecoder,
+    client: Client,
+    base: Url,
     ids: RwLock<HashMap<Stream, u32>>,
     writers: RwLock<HashMap<u32, Arc<WriterSchema>>>,
 }
@@ -205,31 +324,39 @@ impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Codec")
             .field("topics", &self.topics)
+            .field("registry", &self.base.as_str())
             .finish_non_exhaustive()
     }
 }
 
 /// Registry calls give up after this long, so a hung registry surfaces as a retryable error.
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A registry that does not accept the connection this fast is as good as down.
+const REGISTRY_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 impl Codec {
     /// A codec for the streams named by `topics`, against the registry's Confluent API base URL
     /// (for Apicurio: `http://host:port/apis/ccompat/v7`).
     pub fn new(registry_url: &str, topics: Topics) -> Result<Self, RegistryConfigError> {
-        let settings = |url: &str| {
-            SrSettings::new_builder(url.to_owned())
-                .set_timeout(REGISTRY_TIMEOUT)
-                .build()
-                .map_err(|e| RegistryConfigError {
-                    url: url.to_owned(),
-                    reason: e.to_string(),
-                })
+        let invalid = |reason: String| RegistryConfigError {
+            url: registry_url.to_owned(),
+            reason,
         };
-        let url = registry_url.trim_end_matches('/');
+        let base =
+            Url::parse(registry_url.trim_end_matches('/')).map_err(|e| invalid(e.to_string()))?;
+        if base.cannot_be_a_base() {
+            return Err(invalid("not a base URL".to_owned()));
+        }
+        let client = Client::builder()
+            .timeout(REGISTRY_TIMEOUT)
+            .connect_timeout(REGISTRY_CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(Self {
             topics,
-            encoder: AvroEncoder::new(settings(url)?),
-            decoder: AvroDecoder::new(settings(url)?),
+            client,
+            base,
             ids: RwLock::new(HashMap::new()),
             writers: RwLock::new(HashMap::new()),
         })
@@ -238,6 +365,30 @@ impl Codec {
     /// The topic names this codec encodes for.
     pub fn topics(&self) -> &Topics {
         &self.topics
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// Sends a request and reads the whole answer; `Err` is a transport failure (refused
+    /// connection, timeout, a body cut off), which is always worth a retry.
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<(u16, String), String> {
+        let response = request
+            .header(reqwest::header::ACCEPT, CONTENT_TYPE)
+            .send()
+            .await
+            .map_err(|e| format!("registry call failed: {}", transport(&e)))?;
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| format!("reading the registry's answer failed: {}", transport(&e)))?;
+        Ok((status, body))
     }
 
     /// The registry id of this build's schema for `stream`, registered under the stream's
@@ -252,35 +403,25 @@ impl Codec {
             return Ok(id);
         }
         let local = local_schema(stream)?;
-        let topic = self.topics.topic(stream);
         let subject = self.topics.subject(stream);
-        let supplied = SuppliedSchema::new(
-            Some(local.full_name.to_owned()),
-            SchemaType::Avro,
-            local.json.clone(),
-        );
-        let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(topic, false, supplied);
-        let registered = self
-            .encoder
-            .get_schema_and_id(&subject, strategy)
-            .await
-            .map_err(|e| {
-                if e.retriable {
-                    EncodeError::RegistryUnavailable {
-                        subject: subject.clone(),
-                        reason: describe(&e),
-                    }
-                } else {
-                    EncodeError::RegistryRefused {
-                        subject: subject.clone(),
-                        reason: describe(&e),
-                    }
-                }
-            })?;
+        let body = serde_json::json!({ "schema": local.json, "schemaType": "AVRO" });
+        let request = self
+            .client
+            .post(self.url(&["subjects", &subject, "versions"]))
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(body.to_string());
+        let (status, answer) =
+            self.exchange(request)
+                .await
+                .map_err(|reason| EncodeError::RegistryUnavailable {
+                    subject: subject.clone(),
+                    reason,
+                })?;
+        let id = id_from_answer(&subject, status, &answer)?;
         if let Ok(mut ids) = self.ids.write() {
-            ids.insert(stream, registered.id);
+            ids.insert(stream, id);
         }
-        Ok(registered.id)
+        Ok(id)
     }
 
     /// Encodes like [`Codec::encode`] when the stream's schema id is already known, without a
@@ -309,26 +450,20 @@ impl Codec {
     }
 
     /// The writer schema registered under `id`, fetched once and then served from memory.
+    ///
+    /// Only schemas are remembered: an id the registry does not know, or a registry that
+    /// failed, is asked about again on the next call.
     pub async fn writer_schema(&self, id: u32) -> Result<Arc<WriterSchema>, DecodeError> {
         if let Some(w) = self.cached_writer(id) {
             return Ok(w);
         }
-        let fetched = self.decoder.get_schema(id).await.map_err(|e| {
-            if e.retriable {
-                DecodeError::RegistryUnavailable {
-                    id,
-                    reason: describe(&e),
-                }
-            } else if is_not_found(&e) {
-                DecodeError::UnknownSchemaId { id }
-            } else {
-                DecodeError::RegistryRefused {
-                    id,
-                    reason: describe(&e),
-                }
-            }
-        })?;
-        let writer = Arc::new(WriterSchema::new(id, fetched.parsed.clone()));
+        let id_text = id.to_string();
+        let request = self.client.get(self.url(&["schemas", "ids", &id_text]));
+        let (status, body) = self
+            .exchange(request)
+            .await
+            .map_err(|reason| DecodeError::RegistryUnavailable { id, reason })?;
+        let writer = Arc::new(writer_from_answer(id, status, &body)?);
         if let Ok(mut writers) = self.writers.write() {
             writers.insert(id, writer.clone());
         }
@@ -347,17 +482,17 @@ impl Codec {
     }
 }
 
-fn describe(e: &SRCError) -> String {
-    match &e.cause {
-        Some(cause) => format!("{}: {cause}", e.error),
-        None => e.error.clone(),
+/// A transport error with its causes, which reqwest keeps out of its own message.
+fn transport(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
-}
-
-/// Confluent answers an unknown id with HTTP 404 and error code 40403; so does Apicurio's ccompat API.
-fn is_not_found(e: &SRCError) -> bool {
-    e.error.contains("404")
-        || e.cause
-            .as_deref()
-            .is_some_and(|c| c.contains("40403") || c.contains("not found"))
+    if e.is_timeout() {
+        text.push_str(" (timed out)");
+    }
+    text
 }

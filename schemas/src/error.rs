@@ -1,7 +1,9 @@
 //! Error types of the contract: mapping, encoding, decoding and the built-in schemas.
 //!
 //! Every decode and encode error says whether retrying can help ([`Disposition`]): a registry
-//! that cannot be reached is retried; bytes that will never decode are dead-lettered.
+//! that cannot be reached, times out or answers 5xx/429 is retried; bytes that will never decode
+//! (bad header, an id a working registry answers 404 for, a corrupt body, another record's
+//! schema) are dead-lettered. Only the second kind may ever send a record to a dead-letter topic.
 
 use thiserror::Error;
 
@@ -95,7 +97,8 @@ pub struct SchemaError(pub String);
 /// Writing a record in the Confluent wire format failed.
 #[derive(Debug, Error)]
 pub enum EncodeError {
-    /// The registry could not be reached or answered 502/503; retry later.
+    /// Retried: the registry could not be reached, timed out, or answered anything but a schema
+    /// id or a refusal of the schema (5xx, 429, 408, 401/403, a 404 from a wrong path).
     #[error("schema registry unavailable for subject {subject}: {reason}")]
     RegistryUnavailable {
         /// Subject whose schema id was looked up.
@@ -103,7 +106,8 @@ pub enum EncodeError {
         /// What failed.
         reason: String,
     },
-    /// The registry refused the schema (e.g. incompatible with the subject's history).
+    /// Permanent: the registry refused the schema (409 incompatible with the subject's history,
+    /// 422 invalid).
     #[error("schema registry refused the schema of subject {subject}: {reason}")]
     RegistryRefused {
         /// Subject whose schema id was looked up.
@@ -139,6 +143,15 @@ impl EncodeError {
     pub fn is_transient(&self) -> bool {
         matches!(self, EncodeError::RegistryUnavailable { .. })
     }
+
+    /// Retry transient failures; anything else is a defect or a refused schema.
+    pub fn disposition(&self) -> Disposition {
+        if self.is_transient() {
+            Disposition::Retry
+        } else {
+            Disposition::DeadLetter
+        }
+    }
 }
 
 /// Reading a record in the Confluent wire format failed. Never a panic, whatever the bytes.
@@ -156,13 +169,15 @@ pub enum DecodeError {
         /// The byte found.
         found: u8,
     },
-    /// The registry does not know the schema id in the header.
+    /// Dead-lettered: a working registry answered 404 / 40403 for the schema id in the header.
     #[error("schema id {id} is unknown to the schema registry")]
     UnknownSchemaId {
         /// Schema id from the header.
         id: u32,
     },
-    /// The registry could not be reached or answered 502/503; retry later.
+    /// Retried: the registry could not be reached, timed out, or answered with something that
+    /// says nothing about the record (5xx, 429, 408, 401/403, a 404 without 40403, a garbled
+    /// body). Never cached: the next call asks again.
     #[error("schema registry unavailable while fetching schema id {id}: {reason}")]
     RegistryUnavailable {
         /// Schema id from the header.
@@ -170,7 +185,8 @@ pub enum DecodeError {
         /// What failed.
         reason: String,
     },
-    /// The registry answered, but not with a usable Avro schema.
+    /// Dead-lettered: the registry answered with a schema that is not a usable Avro schema
+    /// (another schema type, references, unparseable).
     #[error("schema registry returned no usable Avro schema for id {id}: {reason}")]
     RegistryRefused {
         /// Schema id from the header.

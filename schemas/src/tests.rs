@@ -399,3 +399,153 @@ proptest! {
         prop_assert!(r.is_err());
     }
 }
+
+mod registry_answers {
+    //! What each registry answer means for a record: retry (never a dead letter) or dead letter.
+
+    use super::*;
+    use crate::codec::{RegistryAnswer, classify_answer, id_from_answer, writer_from_answer};
+    use crate::contract::local_schema;
+    use crate::error::EncodeError;
+
+    fn schema_body(stream: Stream) -> Result<String, Box<dyn std::error::Error>> {
+        let local = local_schema(stream)?;
+        Ok(serde_json::json!({ "schema": local.json }).to_string())
+    }
+
+    const RESULTS: Stream = Stream::CommandResults;
+
+    #[test]
+    fn statuses_that_say_nothing_about_the_record_are_transient() {
+        for status in [500, 502, 503, 504, 429, 408, 401, 403, 400, 418, 301] {
+            assert_eq!(
+                classify_answer(status, None),
+                RegistryAnswer::Unavailable,
+                "{status}"
+            );
+        }
+        // A 404 is only "no such schema" when the registry says so with its error code.
+        assert_eq!(classify_answer(404, None), RegistryAnswer::Unavailable);
+        assert_eq!(
+            classify_answer(404, Some(40401)),
+            RegistryAnswer::Unavailable
+        );
+        assert_eq!(
+            classify_answer(404, Some(40403)),
+            RegistryAnswer::SchemaNotFound
+        );
+        assert_eq!(
+            classify_answer(409, Some(409)),
+            RegistryAnswer::SchemaRefused
+        );
+        assert_eq!(
+            classify_answer(422, Some(42201)),
+            RegistryAnswer::SchemaRefused
+        );
+        assert_eq!(classify_answer(200, None), RegistryAnswer::Answered);
+    }
+
+    #[test]
+    fn server_errors_and_throttling_are_retried_by_the_decoder() {
+        let bodies = [
+            (
+                500,
+                r#"{"error_code":50001,"message":"Error in the backend datastore"}"#,
+            ),
+            (504, "<html>Gateway Timeout</html>"),
+            (429, r#"{"error_code":42901,"message":"slow down"}"#),
+            (503, ""),
+            (401, r#"{"error_code":401,"message":"Unauthorized"}"#),
+            (404, "<html>Not Found</html>"),
+        ];
+        for (status, body) in bodies {
+            let err = writer_from_answer(7, status, body)
+                .err()
+                .unwrap_or_else(|| panic!("{status} gave a schema"));
+            assert!(
+                matches!(err, DecodeError::RegistryUnavailable { id: 7, .. }),
+                "{status}: {err}"
+            );
+            assert_eq!(err.disposition(), Disposition::Retry, "{status}");
+            assert!(err.to_string().contains(&status.to_string()), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_id_unknown_to_a_working_registry_is_a_dead_letter() {
+        let body = r#"{"message":"Schema 99 not found.","error_code":40403}"#;
+        let err = writer_from_answer(99, 404, body).err();
+        assert!(
+            matches!(err, Some(DecodeError::UnknownSchemaId { id: 99 })),
+            "{err:?}"
+        );
+        assert_eq!(err.map(|e| e.disposition()), Some(Disposition::DeadLetter));
+    }
+
+    #[test]
+    fn a_garbled_success_is_retried_and_a_foreign_schema_dead_lettered() -> TestResult {
+        for body in ["", "<html>ok</html>", r#"{"id": 3}"#, r#"{"schema": 5}"#] {
+            let err = writer_from_answer(3, 200, body).err().ok_or("schema")?;
+            assert_eq!(err.disposition(), Disposition::Retry, "{body:?}: {err}");
+        }
+        let foreign = [
+            r#"{"schema":"syntax = \"proto3\";","schemaType":"PROTOBUF"}"#.to_owned(),
+            r#"{"schema":"{\"type\":\"record\"}"}"#.to_owned(),
+            serde_json::json!({
+                "schema": local_schema(RESULTS)?.json,
+                "references": [{"name": "x", "subject": "s", "version": 1}],
+            })
+            .to_string(),
+        ];
+        for body in &foreign {
+            let err = writer_from_answer(3, 200, body).err().ok_or("schema")?;
+            assert!(
+                matches!(err, DecodeError::RegistryRefused { id: 3, .. }),
+                "{err}"
+            );
+            assert_eq!(err.disposition(), Disposition::DeadLetter);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_fetched_schema_decodes_records() -> TestResult {
+        let writer = Arc::new(writer_from_answer(42, 200, &schema_body(RESULTS)?)?);
+        assert_eq!(writer.id(), 42);
+        let record = samples::command_results()
+            .into_iter()
+            .next()
+            .ok_or("sample")?;
+        let bytes = encode_with_id(42, &record)?;
+        let back: CommandResult = decode_with(&bytes, |_| Some(writer.clone()))?;
+        assert_eq!(back, record);
+        Ok(())
+    }
+
+    #[test]
+    fn registering_is_retried_unless_the_schema_itself_is_refused() {
+        assert_eq!(id_from_answer("s", 200, r#"{"id":17}"#).ok(), Some(17));
+        for (status, body) in [
+            (500, r#"{"error_code":50001,"message":"boom"}"#),
+            (504, ""),
+            (429, "{}"),
+            (200, "{}"),
+            (200, r#"{"id":-1}"#),
+        ] {
+            let err = id_from_answer("s", status, body).err();
+            assert!(
+                matches!(err, Some(EncodeError::RegistryUnavailable { .. })),
+                "{status} {body}: {err:?}"
+            );
+            assert_eq!(err.map(|e| e.disposition()), Some(Disposition::Retry));
+        }
+        for status in [409, 422] {
+            let err = id_from_answer("s", status, r#"{"error_code":409,"message":"no"}"#).err();
+            assert!(
+                matches!(err, Some(EncodeError::RegistryRefused { .. })),
+                "{status}: {err:?}"
+            );
+            assert_eq!(err.map(|e| e.disposition()), Some(Disposition::DeadLetter));
+        }
+    }
+}

@@ -29,6 +29,7 @@ use streamcart_schemas::envelope::{EventEnvelope, WireRecord};
 use streamcart_schemas::topics::{Context, Stream, StreamKind, Topics};
 use tokio_util::sync::CancellationToken;
 
+use super::catalog_copy::{CatalogFollower, RecordOutcome};
 use super::deadlines::DeadlineTable;
 use super::{
     CatalogCopy, SagaCommand, react_to_order_event, react_to_payment_event, react_to_stock_event,
@@ -380,18 +381,28 @@ pub fn follow_catalog(
         }
     };
     consumer.assign(&tpl)?;
-    let apply = move |m: &rdkafka::message::BorrowedMessage<'_>, catalog: &SharedCatalog| {
-        let Some(bytes) = m.payload() else { return };
-        match rt.block_on(codec.decode(bytes)) {
-            Ok(event) => {
-                if let Ok(mut c) = catalog.0.write() {
-                    c.apply(&event);
-                }
+    // A transient decode failure is retried, never skipped: a skipped price change would price
+    // orders from a stale price until the next change of that product.
+    let mut follower = CatalogFollower::default();
+    let mut apply = move |m: &rdkafka::message::BorrowedMessage<'_>,
+                          catalog: &SharedCatalog,
+                          stop: &dyn Fn() -> bool| {
+        let Some(bytes) = m.payload() else {
+            return RecordOutcome::Applied { changed: false };
+        };
+        let sleep = |wait: Duration| {
+            let until = std::time::Instant::now() + wait;
+            while !stop() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
             }
-            Err(e) => {
-                tracing::warn!(offset = m.offset(), error = %e, "undecodable catalog event skipped")
-            }
-        }
+        };
+        follower.apply_record(
+            &catalog.0,
+            m.offset(),
+            || rt.block_on(codec.decode(bytes)),
+            stop,
+            sleep,
+        )
     };
     // Catch up first, so the first order is priced from a complete copy.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -410,7 +421,15 @@ pub fn follow_catalog(
             ));
         }
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            apply(&m, &catalog);
+            let stop = || shutdown.is_cancelled() || std::time::Instant::now() > deadline;
+            if apply(&m, &catalog, &stop) == RecordOutcome::Stopped {
+                return Err(RuntimeError::Config(format!(
+                    "catalog copy did not catch up within 120 s: the catalog event at offset {} \
+                     of partition {} could not be decoded",
+                    m.offset(),
+                    m.partition()
+                )));
+            }
         }
     }
     tracing::info!(
@@ -422,7 +441,7 @@ pub fn follow_catalog(
         .spawn(move || {
             while !shutdown.is_cancelled() {
                 if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                    apply(&m, &catalog);
+                    apply(&m, &catalog, &|| shutdown.is_cancelled());
                 }
             }
         })
