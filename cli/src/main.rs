@@ -6,6 +6,7 @@ mod process;
 mod project;
 mod sagas;
 mod serve;
+mod startup;
 
 use std::path::PathBuf;
 
@@ -164,6 +165,21 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        let is_role = matches!(
+            cli.command,
+            Command::Process { .. }
+                | Command::Sagas
+                | Command::Project { .. }
+                | Command::Projector { .. }
+                | Command::Serve
+                | Command::Run
+        );
+        if is_role {
+            startup::register_contract(&cfg).await?;
+        }
+        if matches!(cli.command, Command::Run) {
+            startup::prepare_topics(&cfg).await?;
+        }
         match cli.command {
             Command::Process { aggregate } => {
                 process::run(cfg, aggregate, shutdown::on_signals()).await
