@@ -46,7 +46,10 @@ async fn post(http: &Client, url: &str, bearer: &str, body: &Value) -> (StatusCo
             let status = r.status();
             (status, r.json().await.unwrap_or(Value::Null))
         }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": e.to_string() })),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "error": e.to_string() }),
+        ),
     }
 }
 
@@ -249,7 +252,10 @@ async fn an_authorized_order_is_confirmed_on_the_first_run() {
             .await;
         if let Ok(r) = answer
             && r.status() == StatusCode::OK
-            && r.json::<Value>().await.ok().is_some_and(|b| b["status"] == "confirmed")
+            && r.json::<Value>()
+                .await
+                .ok()
+                .is_some_and(|b| b["status"] == "confirmed")
         {
             break;
         }
@@ -271,5 +277,8 @@ async fn an_authorized_order_is_confirmed_on_the_first_run() {
         .lines()
         .filter(|l| l.contains("ERROR") && (l.contains("EOF") || l.contains("No more messages")))
         .collect();
-    assert!(eof_errors.is_empty(), "partition ends logged as errors: {eof_errors:?}");
+    assert!(
+        eof_errors.is_empty(),
+        "partition ends logged as errors: {eof_errors:?}"
+    );
 }

@@ -4,6 +4,7 @@
 //! Start-up registration: a fresh namespace gets every subject, each with BACKWARD_TRANSITIVE
 //! set before its first version, and producers that may not register find every command schema.
 
+use std::time::Duration;
 use streamcart_aggregates::catalog::{ProductCommand, ProductEvent, ProductState};
 use streamcart_aggregates::inventory::{StockCommand, StockEvent, StockState};
 use streamcart_aggregates::orders::{OrderCommand, OrderEvent, OrderState};
@@ -13,7 +14,6 @@ use streamcart_schemas::contract::local_schema;
 use streamcart_schemas::envelope::{
     CommandEnvelope, CommandResult, EventEnvelope, Snapshot, WireRecord,
 };
-use std::time::Duration;
 
 use streamcart_schemas::error::{DecodeError, Disposition, EncodeError};
 use streamcart_schemas::register::{
@@ -339,8 +339,14 @@ async fn encode_every_command(codec: &Codec) -> Result<usize, Box<dyn std::error
 async fn start_up_registration_puts_the_whole_contract_in_a_fresh_namespace() -> TestResult {
     let topics = unique_topics("startup");
     for stream in Stream::all() {
-        let (status, _) = registry_get(&format!("subjects/{}/versions", topics.subject(stream))).await?;
-        assert_eq!(status, 404, "{} exists before start-up", topics.subject(stream));
+        let (status, _) =
+            registry_get(&format!("subjects/{}/versions", topics.subject(stream))).await?;
+        assert_eq!(
+            status,
+            404,
+            "{} exists before start-up",
+            topics.subject(stream)
+        );
     }
 
     let report = ensure_registered(&registry_url(), &topics, Duration::from_secs(30)).await?;
@@ -354,7 +360,10 @@ async fn start_up_registration_puts_the_whole_contract_in_a_fresh_namespace() ->
         assert_eq!(versions, serde_json::json!([1]), "{subject}: one version");
         let (status, config) = registry_get(&format!("config/{subject}")).await?;
         assert_eq!(status, 200, "{subject}: no compatibility rule");
-        assert_eq!(config["compatibilityLevel"], "BACKWARD_TRANSITIVE", "{subject}");
+        assert_eq!(
+            config["compatibilityLevel"], "BACKWARD_TRANSITIVE",
+            "{subject}"
+        );
         let kind = match stream {
             Stream::Aggregate(_, StreamKind::Commands) => "commands",
             Stream::Aggregate(_, StreamKind::Events) => "events",
@@ -405,10 +414,8 @@ async fn start_up_registration_puts_the_whole_contract_in_a_fresh_namespace() ->
 async fn producer_without_auto_registration_never_creates_a_subject() -> TestResult {
     let topics = unique_topics("noauto");
     let producer = Codec::new(&registry_url(), topics.clone())?.with_auto_register(false);
-    let envelope: CommandEnvelope<ProductCommand> = samples::command_envelope(
-        "SKU-000042",
-        samples::product_commands().remove(0),
-    );
+    let envelope: CommandEnvelope<ProductCommand> =
+        samples::command_envelope("SKU-000042", samples::product_commands().remove(0));
     let err = producer
         .encode(&envelope)
         .await
@@ -444,10 +451,8 @@ async fn compatibility_rule_precedes_the_first_version() -> TestResult {
     // registry-wide default, gets the rule from the start-up registration.
     let late = unique_topics("rulelate");
     let old_producer = Codec::new(&registry_url(), late.clone())?;
-    let envelope: CommandEnvelope<ProductCommand> = samples::command_envelope(
-        "SKU-000042",
-        samples::product_commands().remove(0),
-    );
+    let envelope: CommandEnvelope<ProductCommand> =
+        samples::command_envelope("SKU-000042", samples::product_commands().remove(0));
     old_producer.encode(&envelope).await?;
     let late_subject = late.subject(Stream::Aggregate(Context::Catalog, StreamKind::Commands));
     assert_ne!(
@@ -456,7 +461,11 @@ async fn compatibility_rule_precedes_the_first_version() -> TestResult {
         "precondition: the registry-wide default is laxer"
     );
     let report = ensure_registered(&registry_url(), &late, Duration::from_secs(30)).await?;
-    assert_eq!(report.newly_registered(), 14, "all but the producer's subject");
+    assert_eq!(
+        report.newly_registered(),
+        14,
+        "all but the producer's subject"
+    );
     assert_eq!(
         registry.compatibility(&late_subject).await?.as_deref(),
         Some("BACKWARD_TRANSITIVE")

@@ -225,7 +225,8 @@ mod tests {
         cfg.apply_env(|k| (k == "STREAMCART_AUTO_REGISTER_SCHEMAS").then(|| "true".to_owned()))
             .expect("env");
         assert!(cfg.auto_register_schemas);
-        let err = cfg.apply_env(|k| (k == "STREAMCART_AUTO_REGISTER_SCHEMAS").then(|| "yes".to_owned()));
+        let err =
+            cfg.apply_env(|k| (k == "STREAMCART_AUTO_REGISTER_SCHEMAS").then(|| "yes".to_owned()));
         assert!(err.is_err());
     }
 

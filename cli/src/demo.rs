@@ -26,6 +26,7 @@ use streamcart_aggregates::orders::{
 };
 use streamcart_aggregates::payments::{TEST_CARD_DECLINE, TEST_CARD_SUCCESS};
 use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku};
+use streamcart_kafka_runtime::client_log::QuietEofContext;
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::{
     CommandEnvelope, CommandPayload, CommandResult, EventEnvelope, Outcome,
@@ -100,7 +101,7 @@ struct Demo {
     topics: Topics,
     codec: Codec,
     producer: ThreadedProducer<DefaultProducerContext>,
-    reader: BaseConsumer,
+    reader: BaseConsumer<QuietEofContext>,
     /// Seed commands awaiting their result: command id → what it was.
     seeds: BTreeMap<Uuid, String>,
     orders: Vec<DemoOrder>,
@@ -240,8 +241,14 @@ fn observe(o: &mut DemoOrder, event: OrderEvent) {
 }
 
 /// A reader of the order events and the command results, from their current ends.
-fn reader_from_the_end(cfg: &Config, topics: &[String]) -> anyhow::Result<BaseConsumer> {
-    let reader: BaseConsumer = cfg.kafka.restore_consumer().create()?;
+fn reader_from_the_end(
+    cfg: &Config,
+    topics: &[String],
+) -> anyhow::Result<BaseConsumer<QuietEofContext>> {
+    let reader: BaseConsumer<QuietEofContext> = cfg
+        .kafka
+        .restore_consumer()
+        .create_with_context(QuietEofContext)?;
     let mut tpl = TopicPartitionList::new();
     for topic in topics {
         let meta = reader
@@ -389,10 +396,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         demo.place(i).await?;
     }
     demo.producer.flush(Duration::from_secs(30))?;
-    println!(
-        "placed {} orders; waiting for them to settle",
-        first.len()
-    );
+    println!("placed {} orders; waiting for them to settle", first.len());
     demo.settle(&first).await?;
     // Phase 2: 2 lamps are sold and 1 is reserved or released, so 2 or 3 are left: the
     // 4-lamp order cannot be served, the 2-lamp one always can, whichever comes first.
@@ -447,21 +451,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
 /// Table name of the order summary sink, as `scripts/connect` derives it from the topic prefix.
 fn orders_table(topic_prefix: &str, table_prefix: Option<String>) -> String {
-    let prefix = table_prefix
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| {
-            topic_prefix
-                .to_lowercase()
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect()
-        });
+    let prefix = table_prefix.filter(|p| !p.is_empty()).unwrap_or_else(|| {
+        topic_prefix
+            .to_lowercase()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    });
     format!("{prefix}order_summary")
 }
 
@@ -498,8 +500,8 @@ async fn show_postgres(cfg: &Config, orders: &[DemoOrder]) -> anyhow::Result<()>
          where order_id = any($1) order by placed_at, order_id"
     );
     let deadline = Instant::now() + SINK_WAIT;
-    let mut last = String::from("no rows yet");
     let rows = loop {
+        let last;
         match client.query(&query, &[&ids]).await {
             Ok(rows) => {
                 let settled = rows
@@ -567,7 +569,10 @@ mod tests {
     #[test]
     fn table_name_follows_the_connect_script() {
         assert_eq!(orders_table("", None), "order_summary");
-        assert_eq!(orders_table("Demo.Run-1.", None), "demo_run_1_order_summary");
+        assert_eq!(
+            orders_table("Demo.Run-1.", None),
+            "demo_run_1_order_summary"
+        );
         assert_eq!(orders_table("a.", Some("b_".into())), "b_order_summary");
     }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
+use streamcart_kafka_runtime::client_log::QuietEofContext;
 use streamcart_schemas::register::ensure_registered;
 use streamcart_schemas::topics::{Context, Topics};
 
@@ -79,9 +80,9 @@ fn wait_for_leaders(
     settings: &streamcart_kafka_runtime::KafkaSettings,
     expected: &[(String, usize)],
 ) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = settings
+    let consumer: BaseConsumer<QuietEofContext> = settings
         .restore_consumer()
-        .create()
+        .create_with_context(QuietEofContext)
         .context("metadata client")?;
     let deadline = Instant::now() + LEADER_WAIT;
     let mut waiting: Vec<&(String, usize)> = expected.iter().collect();
@@ -94,8 +95,7 @@ fn wait_for_leaders(
                         t.name() == topic
                             && t.error().is_none()
                             && t.partitions().len() >= *partitions
-                            && t
-                                .partitions()
+                            && t.partitions()
                                 .iter()
                                 .all(|p| p.error().is_none() && p.leader() >= 0)
                     });

@@ -6,12 +6,14 @@
 //!   rebalance handling, roll-back on abort and fencing of zombie instances.
 //! - [`restore`]: reading a partition to its end, for rebuilding state on assignment.
 //! - [`admin`]: creating topics with their partition counts and cleanup policies.
+//! - [`client_log`]: librdkafka's client reports at the right level (partition ends are no errors).
 //! - [`dead_letter`]: records that cannot be handled, kept with their original bytes.
 //! - [`trace`]: W3C trace context carried in the `traceparent` header.
 //! - [`headers`]: header names used on every record.
 //! - [`shutdown`]: a cancellation token fired by SIGTERM / SIGINT.
 
 pub mod admin;
+pub mod client_log;
 pub mod dead_letter;
 pub mod error;
 pub mod headers;

@@ -194,9 +194,7 @@ fn authorization_codes_are_stable_and_distinct() {
 
 #[test]
 fn test_card_success_is_authorized_over_the_limit_and_the_decline_list() {
-    let strict = policy()
-        .with_limit(1)
-        .with_declined_card(TEST_CARD_SUCCESS);
+    let strict = policy().with_limit(1).with_declined_card(TEST_CARD_SUCCESS);
     given::<Payment>(&[])
         .with_context(&strict)
         .when(authorize(eur(100_001), TEST_CARD_SUCCESS))
