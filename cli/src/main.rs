@@ -177,7 +177,11 @@ fn main() -> anyhow::Result<()> {
         if is_role {
             startup::register_contract(&cfg).await?;
         }
-        if matches!(cli.command, Command::Run) {
+        // The edge is left out: it must start even while Kafka is down.
+        if matches!(
+            cli.command,
+            Command::Process { .. } | Command::Sagas | Command::Project { .. } | Command::Run
+        ) {
             startup::prepare_topics(&cfg).await?;
         }
         match cli.command {

@@ -60,41 +60,41 @@ fn system_topics(cfg: &Config) -> Vec<TopicSpec> {
 
 /// Creates every topic of the system and waits until each partition has a leader, so that no
 /// loop subscribes to a topic the broker does not serve yet: a consumer that finds its topic
-/// missing may only notice it at a metadata refresh minutes later.
+/// missing may only notice it at a metadata refresh minutes later. Every Kafka role runs it, so
+/// a role started alone on a fresh namespace is safe too.
 pub async fn prepare_topics(cfg: &Config) -> anyhow::Result<()> {
     let specs = system_topics(cfg);
     ensure_topics(&cfg.kafka, &specs)
         .await
         .context("creating topics")?;
     let settings = cfg.kafka.clone();
-    let expected: Vec<(String, usize)> = specs
-        .iter()
-        .map(|s| (s.name.clone(), usize::try_from(s.partitions).unwrap_or(0)))
-        .collect();
+    let expected: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     tokio::task::spawn_blocking(move || wait_for_leaders(&settings, &expected))
         .await
         .context("leader wait thread")?
 }
 
+/// Waits until every partition of every topic has a leader. Partition counts are not checked:
+/// topics created earlier with another count are used as they are.
 fn wait_for_leaders(
     settings: &streamcart_kafka_runtime::KafkaSettings,
-    expected: &[(String, usize)],
+    expected: &[String],
 ) -> anyhow::Result<()> {
     let consumer: BaseConsumer<QuietEofContext> = settings
         .restore_consumer()
         .create_with_context(QuietEofContext)
         .context("metadata client")?;
     let deadline = Instant::now() + LEADER_WAIT;
-    let mut waiting: Vec<&(String, usize)> = expected.iter().collect();
+    let mut waiting: Vec<&String> = expected.iter().collect();
     loop {
         let mut last_problem = String::new();
-        waiting.retain(|(topic, partitions)| {
-            match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+        waiting.retain(|topic| {
+            match consumer.fetch_metadata(Some(topic.as_str()), Duration::from_secs(5)) {
                 Ok(meta) => {
                     let served = meta.topics().iter().any(|t| {
-                        t.name() == topic
+                        t.name() == topic.as_str()
                             && t.error().is_none()
-                            && t.partitions().len() >= *partitions
+                            && !t.partitions().is_empty()
                             && t.partitions()
                                 .iter()
                                 .all(|p| p.error().is_none() && p.leader() >= 0)
