@@ -105,6 +105,8 @@ struct Demo {
     /// Seed commands awaiting their result: command id → what it was.
     seeds: BTreeMap<Uuid, String>,
     orders: Vec<DemoOrder>,
+    /// Command results read for this demo's commands: none at all means no system is running.
+    answered: usize,
 }
 
 impl Demo {
@@ -191,6 +193,7 @@ impl Demo {
                 continue;
             };
             if let Some(what) = self.seeds.remove(&result.command_id) {
+                self.answered += 1;
                 if let Outcome::Rejected { code, message } = &result.outcome {
                     anyhow::bail!("seeding {what} was refused: {code}: {message}");
                 }
@@ -203,6 +206,7 @@ impl Demo {
             else {
                 continue;
             };
+            self.answered += 1;
             match result.outcome {
                 Outcome::Accepted { .. } | Outcome::Duplicate { .. } => {}
                 // The order processor prices from its copy of the catalog, which follows the
@@ -300,6 +304,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         reader,
         seeds: BTreeMap::new(),
         orders: Vec::new(),
+        answered: 0,
     };
 
     println!("seeding {lamp} (5 units, 24.99 EUR) and {mug} (100 units, 8.50 EUR)");
@@ -400,13 +405,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     demo.settle(&first).await?;
     // Phase 2: 2 lamps are sold and 1 is reserved or released, so 2 or 3 are left: the
     // 4-lamp order cannot be served, the 2-lamp one always can, whichever comes first.
+    // Placed only once phase 1 settled, or the stock arithmetic would not hold.
     let second: Vec<usize> = (4..demo.orders.len()).collect();
-    for &i in &second {
-        demo.place(i).await?;
+    if first.iter().all(|&i| demo.orders[i].end.is_some()) {
+        for &i in &second {
+            demo.place(i).await?;
+        }
+        demo.producer.flush(Duration::from_secs(30))?;
+        println!("placed {} more orders", second.len());
+        demo.settle(&second).await?;
     }
-    demo.producer.flush(Duration::from_secs(30))?;
-    println!("placed {} more orders", second.len());
-    demo.settle(&second).await?;
 
     println!();
     println!(
@@ -437,6 +445,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(
+        demo.answered > 0,
+        "no command was answered within {} s: is `streamcart run` running, with the same \
+         topic prefix ({:?})?",
+        SETTLE_WAIT.as_secs(),
+        demo.topics.prefix()
+    );
+    anyhow::ensure!(
         wrong.is_empty(),
         "{} of {} orders did not end as announced (within {} s per phase):\n  {}",
         wrong.len(),
@@ -465,6 +480,29 @@ fn orders_table(topic_prefix: &str, table_prefix: Option<String>) -> String {
             .collect()
     });
     format!("{prefix}order_summary")
+}
+
+/// One row of the order summary table, as the JDBC sink wrote it.
+struct SinkRow {
+    order_id: String,
+    status: String,
+    reason: Option<String>,
+    total_minor: i64,
+    currency: String,
+    version: i64,
+}
+
+impl SinkRow {
+    fn from_row(row: &tokio_postgres::Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            order_id: row.try_get(0)?,
+            status: row.try_get(1)?,
+            reason: row.try_get(2)?,
+            total_minor: row.try_get(3)?,
+            currency: row.try_get(4)?,
+            version: row.try_get(5)?,
+        })
+    }
 }
 
 /// Waits until PostgreSQL holds every demo order in its final state, then prints the rows.
@@ -501,31 +539,32 @@ async fn show_postgres(cfg: &Config, orders: &[DemoOrder]) -> anyhow::Result<()>
     );
     let deadline = Instant::now() + SINK_WAIT;
     let rows = loop {
-        let last;
-        match client.query(&query, &[&ids]).await {
+        let last = match client.query(&query, &[&ids]).await {
             Ok(rows) => {
+                let rows = rows
+                    .iter()
+                    .map(SinkRow::from_row)
+                    .collect::<Result<Vec<_>, _>>()
+                    .with_context(|| format!("unexpected columns in {table}"))?;
                 let settled = rows
                     .iter()
                     .filter(|r| {
-                        let id: String = r.get(0);
-                        let status: String = r.get(1);
-                        let reason: Option<String> = r.get(2);
-                        want.get(id.as_str()).is_some_and(|(s, why)| {
-                            *s == status && why.map(str::to_owned) == reason
+                        want.get(r.order_id.as_str()).is_some_and(|(s, why)| {
+                            *s == r.status && why.map(str::to_owned) == r.reason
                         })
                     })
                     .count();
                 if settled == ids.len() {
                     break rows;
                 }
-                last = format!("{settled} of {} rows in their final state", ids.len());
+                format!("{settled} of {} rows in their final state", ids.len())
             }
             // The sink creates the table with its first record.
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
-                last = format!("table {table} does not exist yet");
+                format!("table {table} does not exist yet")
             }
             Err(e) => return Err(e).with_context(|| format!("reading {table}")),
-        }
+        };
         anyhow::ensure!(
             Instant::now() < deadline,
             "PostgreSQL does not hold the {} demo orders after {} s ({last}); \
@@ -540,17 +579,15 @@ async fn show_postgres(cfg: &Config, orders: &[DemoOrder]) -> anyhow::Result<()>
         "order_id", "status", "reason", "total", "version"
     );
     for r in &rows {
-        let id: String = r.get(0);
-        let status: String = r.get(1);
-        let reason: Option<String> = r.get(2);
-        let total: i64 = r.get(3);
-        let currency: String = r.get(4);
-        let version: i64 = r.get(5);
         println!(
-            "{id:<36}  {status:<10} {:<18} {:>5}.{:02} {currency}  {version:>7}",
-            reason.as_deref().unwrap_or("-"),
-            total / 100,
-            total % 100
+            "{:<36}  {:<10} {:<18} {:>5}.{:02} {}  {:>7}",
+            r.order_id,
+            r.status,
+            r.reason.as_deref().unwrap_or("-"),
+            r.total_minor / 100,
+            r.total_minor % 100,
+            r.currency,
+            r.version
         );
     }
     println!(
