@@ -165,17 +165,23 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let is_role = matches!(
-            cli.command,
+        match cli.command {
             Command::Process { .. }
-                | Command::Sagas
-                | Command::Project { .. }
-                | Command::Projector { .. }
-                | Command::Serve
-                | Command::Run
-        );
-        if is_role {
-            startup::register_contract(&cfg).await?;
+            | Command::Sagas
+            | Command::Project { .. }
+            | Command::Projector { .. }
+            | Command::Run => startup::register_contract(&cfg).await?,
+            // The edge starts without the registry too (its commands answer 503 meanwhile), so
+            // it registers beside serving instead of before.
+            Command::Serve => {
+                let cfg = cfg.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = startup::register_contract(&cfg).await {
+                        tracing::warn!(error = %format!("{e:#}"), "schema contract not registered");
+                    }
+                });
+            }
+            _ => {}
         }
         // The edge is left out: it must start even while Kafka is down.
         if matches!(
