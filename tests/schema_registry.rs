@@ -472,3 +472,44 @@ async fn compatibility_rule_precedes_the_first_version() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roles_starting_together_register_the_contract_once() -> TestResult {
+    // `streamcart run` alone is one process, but a deployment starts its roles side by side,
+    // each registering the same contract into the same fresh namespace.
+    const ROLES: usize = 16;
+    let topics = unique_topics("together");
+    let mut starts = tokio::task::JoinSet::new();
+    for _ in 0..ROLES {
+        let topics = topics.clone();
+        starts.spawn(async move {
+            ensure_registered(&registry_url(), &topics, Duration::from_secs(60)).await
+        });
+    }
+    let mut reports = Vec::new();
+    while let Some(joined) = starts.join_next().await {
+        reports.push(joined??);
+    }
+    assert_eq!(reports.len(), ROLES);
+    for stream in Stream::all() {
+        let subject = topics.subject(stream);
+        let (status, versions) = registry_get(&format!("subjects/{subject}/versions")).await?;
+        assert_eq!(status, 200, "{subject}");
+        assert_eq!(
+            versions,
+            serde_json::json!([1]),
+            "{subject}: exactly one version"
+        );
+        let (_, config) = registry_get(&format!("config/{subject}")).await?;
+        assert_eq!(
+            config["compatibilityLevel"], "BACKWARD_TRANSITIVE",
+            "{subject}"
+        );
+        let ids: Vec<Option<u32>> = reports.iter().map(|r| id_of(r, stream)).collect();
+        assert!(
+            ids.iter().all(|id| id.is_some() && *id == ids[0]),
+            "{subject}: every role got the same id: {ids:?}"
+        );
+    }
+    Ok(())
+}

@@ -264,6 +264,17 @@ impl Registry {
             )
             .await?;
         if status == StatusCode::CONFLICT {
+            // Roles starting together register the same schema at the same moment; the
+            // registry may refuse the loser's creation although the schema is now there.
+            if let Some((schema_id, version)) = self.lookup(subject, &schema_body).await? {
+                return Ok(SubjectRegistration {
+                    subject: subject.to_owned(),
+                    stream: None,
+                    schema_id,
+                    version,
+                    outcome: RegistrationOutcome::Unchanged,
+                });
+            }
             let fields = incompatible_fields(&[message_of(&body)], schema_json, None);
             return Err(RegisterError::Incompatible {
                 subject: subject.to_owned(),
@@ -294,15 +305,31 @@ impl Registry {
     /// Sets [`COMPATIBILITY`] on `subject`; the registry accepts it before the subject has any
     /// version, which is the point: the rule guards the very first registration too.
     pub async fn set_compatibility(&self, subject: &str) -> Result<(), RegisterError> {
-        let (status, body) = self
-            .call(
-                reqwest::Method::PUT,
-                &["config", subject],
-                None,
-                Some(&json!({ "compatibility": COMPATIBILITY })),
-            )
-            .await?;
-        if !status.is_success() {
+        let mut attempt = 0;
+        loop {
+            let (status, body) = self
+                .call(
+                    reqwest::Method::PUT,
+                    &["config", subject],
+                    None,
+                    Some(&json!({ "compatibility": COMPATIBILITY })),
+                )
+                .await?;
+            if status.is_success() {
+                return Ok(());
+            }
+            // Apicurio answers 409 ("a rule named 'COMPATIBILITY' already exists") when another
+            // process created the subject's rule at the same moment: that rule may be ours.
+            if status == StatusCode::CONFLICT {
+                if self.compatibility(subject).await?.as_deref() == Some(COMPATIBILITY) {
+                    return Ok(());
+                }
+                if attempt < 3 {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    continue;
+                }
+            }
             return Err(RegisterError::Registry {
                 subject: subject.to_owned(),
                 action: "set compatibility",
@@ -310,7 +337,6 @@ impl Registry {
                 message: message_of(&body),
             });
         }
-        Ok(())
     }
 
     /// The compatibility level the registry applies to `subject` (Apicurio answers the
@@ -451,7 +477,10 @@ impl RegisterError {
     pub fn is_transient(&self) -> bool {
         match self {
             RegisterError::Unreachable { .. } => true,
-            RegisterError::Registry { status, .. } => *status >= 500 || *status == 429,
+            // 409: another process changed the subject at the same moment; a retry sees it.
+            RegisterError::Registry { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 409
+            }
             RegisterError::InvalidUrl { .. }
             | RegisterError::Incompatible { .. }
             | RegisterError::Schema(_) => false,
