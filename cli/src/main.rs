@@ -52,7 +52,8 @@ enum Command {
     /// Runs every processor, the saga, every projector and the HTTP edge in one process, for a
     /// single machine.
     Run,
-    /// Seeds a small catalog, places orders and prints their outcomes (needs `run`).
+    /// Seeds a small catalog, places orders, checks their outcomes against the announced ones and
+    /// shows them as they arrived in PostgreSQL (needs `run` and the Connect pipelines).
     Demo,
     /// Prints an HS256 bearer token signed with the configured secret, for development.
     Token {
