@@ -1,7 +1,10 @@
 //! The Avro contract against the real schema registry of the local stack.
 //!
 //! Every test uses its own topic prefix, so its subjects never collide with another run's.
+//! Start-up registration: a fresh namespace gets every subject, each with BACKWARD_TRANSITIVE
+//! set before its first version, and producers that may not register find every command schema.
 
+use std::time::Duration;
 use streamcart_aggregates::catalog::{ProductCommand, ProductEvent, ProductState};
 use streamcart_aggregates::inventory::{StockCommand, StockEvent, StockState};
 use streamcart_aggregates::orders::{OrderCommand, OrderEvent, OrderState};
@@ -11,9 +14,11 @@ use streamcart_schemas::contract::local_schema;
 use streamcart_schemas::envelope::{
     CommandEnvelope, CommandResult, EventEnvelope, Snapshot, WireRecord,
 };
-use streamcart_schemas::error::{DecodeError, Disposition};
+
+use streamcart_schemas::error::{DecodeError, Disposition, EncodeError};
 use streamcart_schemas::register::{
-    RegisterError, RegistrationOutcome, RegistrationReport, Registry, register_all,
+    RegisterError, RegistrationOutcome, RegistrationReport, Registry, ensure_registered,
+    register_all,
 };
 use streamcart_schemas::samples;
 use streamcart_schemas::topics::{Context, Stream, StreamKind, Topics};
@@ -523,5 +528,219 @@ async fn a_registry_that_never_answers_is_retried_after_the_request_timeout() ->
     assert_eq!(err.disposition(), Disposition::Retry);
     assert!(err.to_string().contains("timed out"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
+
+/// The registry's answer to `GET <path>`: status and JSON body.
+async fn registry_get(path: &str) -> Result<(u16, serde_json::Value), Box<dyn std::error::Error>> {
+    let response = reqwest::Client::new()
+        .get(format!("{}/{path}", registry_url()))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    Ok((status, body))
+}
+
+/// Encodes every command sample of every aggregate with `codec`; returns how many it encoded.
+async fn encode_every_command(codec: &Codec) -> Result<usize, Box<dyn std::error::Error>> {
+    let mut encoded = 0;
+    for c in samples::product_commands() {
+        let e: CommandEnvelope<ProductCommand> = samples::command_envelope("SKU-000042", c);
+        codec.encode(&e).await?;
+        encoded += 1;
+    }
+    for c in samples::stock_commands()? {
+        let e: CommandEnvelope<StockCommand> = samples::command_envelope("SKU-000042", c);
+        codec.encode(&e).await?;
+        encoded += 1;
+    }
+    for c in samples::order_commands()? {
+        let e: CommandEnvelope<OrderCommand> = samples::command_envelope(ORDER, c);
+        codec.encode(&e).await?;
+        encoded += 1;
+    }
+    for c in samples::payment_commands()? {
+        let e: CommandEnvelope<PaymentCommand> = samples::command_envelope(ORDER, c);
+        codec.encode(&e).await?;
+        encoded += 1;
+    }
+    Ok(encoded)
+}
+
+#[tokio::test]
+async fn start_up_registration_puts_the_whole_contract_in_a_fresh_namespace() -> TestResult {
+    let topics = unique_topics("startup");
+    for stream in Stream::all() {
+        let (status, _) =
+            registry_get(&format!("subjects/{}/versions", topics.subject(stream))).await?;
+        assert_eq!(
+            status,
+            404,
+            "{} exists before start-up",
+            topics.subject(stream)
+        );
+    }
+
+    let report = ensure_registered(&registry_url(), &topics, Duration::from_secs(30)).await?;
+    assert_eq!(report.subjects.len(), 15);
+    assert_eq!(report.newly_registered(), 15);
+    let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+    for stream in Stream::all() {
+        let subject = topics.subject(stream);
+        let (status, versions) = registry_get(&format!("subjects/{subject}/versions")).await?;
+        assert_eq!(status, 200, "{subject} missing after start-up registration");
+        assert_eq!(versions, serde_json::json!([1]), "{subject}: one version");
+        let (status, config) = registry_get(&format!("config/{subject}")).await?;
+        assert_eq!(status, 200, "{subject}: no compatibility rule");
+        assert_eq!(
+            config["compatibilityLevel"], "BACKWARD_TRANSITIVE",
+            "{subject}"
+        );
+        let kind = match stream {
+            Stream::Aggregate(_, StreamKind::Commands) => "commands",
+            Stream::Aggregate(_, StreamKind::Events) => "events",
+            Stream::Aggregate(_, StreamKind::Snapshots) => "snapshots",
+            Stream::OrderSummary | Stream::ProductSummary => "summaries",
+            Stream::CommandResults => "results",
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    let expected: std::collections::BTreeMap<&str, usize> = [
+        ("commands", 4),
+        ("events", 4),
+        ("snapshots", 4),
+        ("summaries", 2),
+        ("results", 1),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(kinds, expected);
+
+    // A producer that may not register finds every command schema by lookup, under the ids
+    // the start-up registration reported.
+    let producer = Codec::new(&registry_url(), topics.clone())?.with_auto_register(false);
+    let encoded = encode_every_command(&producer).await?;
+    assert!(encoded >= 4, "encoded {encoded} commands");
+    for context in Context::ALL {
+        let stream = Stream::Aggregate(context, StreamKind::Commands);
+        assert_eq!(
+            Some(producer.schema_id(stream).await?),
+            id_of(&report, stream),
+            "{stream}"
+        );
+    }
+
+    // Every role runs it again at start: nothing new, nothing rewritten.
+    let again = ensure_registered(&registry_url(), &topics, Duration::from_secs(30)).await?;
+    assert_eq!(again.newly_registered(), 0);
+    assert!(
+        again
+            .subjects
+            .iter()
+            .all(|s| s.outcome == RegistrationOutcome::Unchanged)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn producer_without_auto_registration_never_creates_a_subject() -> TestResult {
+    let topics = unique_topics("noauto");
+    let producer = Codec::new(&registry_url(), topics.clone())?.with_auto_register(false);
+    let envelope: CommandEnvelope<ProductCommand> =
+        samples::command_envelope("SKU-000042", samples::product_commands().remove(0));
+    let err = producer
+        .encode(&envelope)
+        .await
+        .err()
+        .ok_or("encoded without a registered schema")?;
+    assert!(
+        matches!(&err, EncodeError::RegistryRefused { subject, .. }
+            if *subject == topics.subject(Stream::Aggregate(Context::Catalog, StreamKind::Commands))),
+        "{err}"
+    );
+    assert!(!err.is_transient(), "retrying cannot help: {err}");
+    let subject = topics.subject(Stream::Aggregate(Context::Catalog, StreamKind::Commands));
+    let (status, _) = registry_get(&format!("subjects/{subject}/versions")).await?;
+    assert_eq!(status, 404, "the refused producer registered {subject}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn compatibility_rule_precedes_the_first_version() -> TestResult {
+    let topics = unique_topics("rulefirst");
+    let registry = Registry::new(&registry_url())?;
+    let subject = topics.subject(Stream::Aggregate(Context::Payments, StreamKind::Commands));
+    // The registry takes the rule for a subject that has no version yet.
+    registry.set_compatibility(&subject).await?;
+    let (status, _) = registry_get(&format!("subjects/{subject}/versions")).await?;
+    assert_eq!(status, 404);
+    assert_eq!(
+        registry.compatibility(&subject).await?.as_deref(),
+        Some("BACKWARD_TRANSITIVE")
+    );
+
+    // A subject whose first version came from an auto-registering producer, under the
+    // registry-wide default, gets the rule from the start-up registration.
+    let late = unique_topics("rulelate");
+    let old_producer = Codec::new(&registry_url(), late.clone())?;
+    let envelope: CommandEnvelope<ProductCommand> =
+        samples::command_envelope("SKU-000042", samples::product_commands().remove(0));
+    old_producer.encode(&envelope).await?;
+    let late_subject = late.subject(Stream::Aggregate(Context::Catalog, StreamKind::Commands));
+    assert_ne!(
+        registry.compatibility(&late_subject).await?.as_deref(),
+        Some("BACKWARD_TRANSITIVE"),
+        "precondition: the registry-wide default is laxer"
+    );
+    let report = ensure_registered(&registry_url(), &late, Duration::from_secs(30)).await?;
+    assert_eq!(
+        report.newly_registered(),
+        14,
+        "all but the producer's subject"
+    );
+    assert_eq!(
+        registry.compatibility(&late_subject).await?.as_deref(),
+        Some("BACKWARD_TRANSITIVE")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roles_starting_together_register_the_contract_once() -> TestResult {
+    // `streamcart run` alone is one process, but a deployment starts its roles side by side,
+    // each registering the same contract into the same fresh namespace.
+    const ROLES: usize = 16;
+    let topics = unique_topics("together");
+    let mut starts = tokio::task::JoinSet::new();
+    for _ in 0..ROLES {
+        let topics = topics.clone();
+        starts.spawn(async move {
+            ensure_registered(&registry_url(), &topics, Duration::from_secs(60)).await
+        });
+    }
+    let mut reports = Vec::new();
+    while let Some(joined) = starts.join_next().await {
+        reports.push(joined??);
+    }
+    assert_eq!(reports.len(), ROLES);
+    for stream in Stream::all() {
+        let subject = topics.subject(stream);
+        let (status, versions) = registry_get(&format!("subjects/{subject}/versions")).await?;
+        assert_eq!(status, 200, "{subject}");
+        assert_eq!(
+            versions,
+            serde_json::json!([1]),
+            "{subject}: exactly one version"
+        );
+        let (_, config) = registry_get(&format!("config/{subject}")).await?;
+        assert_eq!(
+            config["compatibilityLevel"], "BACKWARD_TRANSITIVE",
+            "{subject}"
+        );
+        let ids: Vec<Option<u32>> = reports.iter().map(|r| id_of(r, stream)).collect();
+        assert!(
+            ids.iter().all(|id| id.is_some() && *id == ids[0]),
+            "{subject}: every role got the same id: {ids:?}"
+        );
+    }
     Ok(())
 }

@@ -18,6 +18,9 @@ pub struct Config {
     pub registry_url: String,
     /// Prefix of every topic and subject name (empty in production; tests isolate runs with it).
     pub topic_prefix: String,
+    /// Let producers register a schema missing from its subject (development only). Off, every
+    /// subject gets its first version from the start-up registration, under BACKWARD_TRANSITIVE.
+    pub auto_register_schemas: bool,
     /// Identity of this instance among the instances of one role; keeps `transactional.id`
     /// stable across restarts so a restarted instance fences its predecessor at once.
     pub instance_id: String,
@@ -53,7 +56,8 @@ pub struct ProcessorConfig {
     pub forward_misplaced_commands: bool,
 }
 
-/// Deterministic payment decisions, so tests and demos can force both outcomes.
+/// Deterministic payment decisions, so tests and demos can force both outcomes. The test card
+/// tokens `tok_success` and `tok_decline` ignore both rules (docs/payments.md).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PaymentsConfig {
@@ -69,6 +73,7 @@ impl Default for Config {
             kafka: KafkaSettings::default(),
             registry_url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
             topic_prefix: String::new(),
+            auto_register_schemas: false,
             instance_id: "0".into(),
             partitions: 8,
             processor: ProcessorConfig::default(),
@@ -126,6 +131,9 @@ impl Config {
         }
         if let Some(v) = var("STREAMCART_TOPIC_PREFIX") {
             self.topic_prefix = v;
+        }
+        if let Some(v) = var("STREAMCART_AUTO_REGISTER_SCHEMAS") {
+            self.auto_register_schemas = parse("STREAMCART_AUTO_REGISTER_SCHEMAS", &v)?;
         }
         if let Some(v) = var("STREAMCART_CASSANDRA_NODES") {
             self.cassandra_nodes = v;
@@ -216,6 +224,18 @@ mod tests {
             .expect("env");
         assert_eq!(cfg.topic_prefix, "b.");
         assert_eq!(cfg.partitions, 8);
+    }
+
+    #[test]
+    fn auto_registration_is_off_unless_asked_for() {
+        let mut cfg = Config::default();
+        assert!(!cfg.auto_register_schemas);
+        cfg.apply_env(|k| (k == "STREAMCART_AUTO_REGISTER_SCHEMAS").then(|| "true".to_owned()))
+            .expect("env");
+        assert!(cfg.auto_register_schemas);
+        let err =
+            cfg.apply_env(|k| (k == "STREAMCART_AUTO_REGISTER_SCHEMAS").then(|| "yes".to_owned()));
+        assert!(err.is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod process;
 mod project;
 mod sagas;
 mod serve;
+mod startup;
 mod supervise;
 
 use std::path::PathBuf;
@@ -55,7 +56,8 @@ enum Command {
     /// Runs every processor, the saga, every projector and the HTTP edge in one process, for a
     /// single machine; a role that fails is restarted with backoff while the others keep running.
     Run,
-    /// Seeds a small catalog, places orders and prints their outcomes (needs `run`).
+    /// Seeds a small catalog, places orders, checks their outcomes against the announced ones and
+    /// shows them as they arrived in PostgreSQL (needs `run` and the Connect pipelines).
     Demo,
     /// Prints an HS256 bearer token signed with the configured secret, for development.
     Token {
@@ -244,6 +246,31 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let out = rt.block_on(async move {
+        match cli.command {
+            Command::Process { .. }
+            | Command::Sagas
+            | Command::Project { .. }
+            | Command::Projector { .. }
+            | Command::Run => startup::register_contract(&cfg).await?,
+            // The edge starts without the registry too (its commands answer 503 meanwhile), so
+            // it registers beside serving instead of before.
+            Command::Serve => {
+                let cfg = cfg.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = startup::register_contract(&cfg).await {
+                        tracing::warn!(error = %format!("{e:#}"), "schema contract not registered");
+                    }
+                });
+            }
+            _ => {}
+        }
+        // The edge is left out: it must start even while Kafka is down.
+        if matches!(
+            cli.command,
+            Command::Process { .. } | Command::Sagas | Command::Project { .. } | Command::Run
+        ) {
+            startup::prepare_topics(&cfg).await?;
+        }
         match cli.command {
             Command::Process { aggregate } => {
                 process::run(cfg, aggregate, shutdown::on_signals()).await

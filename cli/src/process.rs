@@ -129,7 +129,11 @@ where
     ensure_topics(&cfg.kafka, &specs)
         .await
         .context("creating topics")?;
-    let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
+    let codec = Arc::new(
+        Codec::new(&cfg.registry_url, topics.clone())
+            .context("registry client")?
+            .with_auto_register(cfg.auto_register_schemas),
+    );
     let tuning = ProcessorTuning {
         snapshots: SnapshotPolicy {
             every_events: cfg.processor.snapshot_every_events,

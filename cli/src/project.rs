@@ -67,7 +67,11 @@ async fn deps(cfg: &Config, with_cache: bool) -> anyhow::Result<ProjectorDeps> {
     ensure_topics(&cfg.kafka, &specs)
         .await
         .context("creating topics")?;
-    let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
+    let codec = Arc::new(
+        Codec::new(&cfg.registry_url, topics.clone())
+            .context("registry client")?
+            .with_auto_register(cfg.auto_register_schemas),
+    );
     let store = CassandraStore::connect(&cfg.cassandra_nodes, &cfg.keyspace)
         .await
         .context("connecting to the read-model store")?;

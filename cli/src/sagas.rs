@@ -32,7 +32,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     ensure_topics(&cfg.kafka, &specs)
         .await
         .context("creating topics")?;
-    let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
+    let codec = Arc::new(
+        Codec::new(&cfg.registry_url, topics.clone())
+            .context("registry client")?
+            .with_auto_register(cfg.auto_register_schemas),
+    );
     let rt = tokio::runtime::Handle::current();
 
     let spec_for = |name: &str, inputs: Vec<String>| {

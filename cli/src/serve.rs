@@ -41,7 +41,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot create the command topics now"),
         Err(_) => tracing::warn!("Kafka did not answer; command topics not checked"),
     }
-    let codec = Arc::new(Codec::new(&cfg.registry_url, topics.clone()).context("registry client")?);
+    let codec = Arc::new(
+        Codec::new(&cfg.registry_url, topics.clone())
+            .context("registry client")?
+            .with_auto_register(cfg.auto_register_schemas),
+    );
     let store = connect_store(&cfg, &shutdown).await?;
     let metrics = Arc::new(Metrics::default());
     let cache_options = CacheOptions::for_topic_prefix(&cfg.topic_prefix);

@@ -8,6 +8,7 @@
 //!   (read models), committing offsets only past records whose every effect is durable.
 //! - [`restore`]: reading a partition to its end, for rebuilding state on assignment.
 //! - [`admin`]: creating topics with their partition counts and cleanup policies.
+//! - [`client_log`]: librdkafka's client reports at the right level (partition ends are no errors).
 //! - [`dead_letter`]: records that cannot be handled, kept with their original bytes.
 //! - [`trace`]: W3C trace context carried in the `traceparent` header.
 //! - [`headers`]: header names used on every record.
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod at_least_once;
+pub mod client_log;
 pub mod dead_letter;
 pub mod error;
 pub mod headers;

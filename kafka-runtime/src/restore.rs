@@ -8,6 +8,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::client_log::QuietEofContext;
 use crate::{KafkaSettings, RuntimeError};
 
 /// Reads committed records of `topic[partition]` from `from` until the end the partition had when
@@ -32,7 +33,9 @@ where
         partition,
         reason,
     };
-    let consumer: BaseConsumer = settings.restore_consumer().create()?;
+    let consumer: BaseConsumer<QuietEofContext> = settings
+        .restore_consumer()
+        .create_with_context(QuietEofContext)?;
     // A partition created a moment ago may not have a leader yet, or not be in the metadata
     // of a broker that has just restarted with many partitions: retry within the timeout.
     let deadline = Instant::now() + timeout;
@@ -88,7 +91,7 @@ where
     }
 }
 
-fn current_position(consumer: &BaseConsumer, topic: &str, partition: i32) -> i64 {
+fn current_position(consumer: &BaseConsumer<QuietEofContext>, topic: &str, partition: i32) -> i64 {
     let Ok(tpl) = consumer.position() else {
         return -1;
     };

@@ -318,6 +318,9 @@ pub struct Codec {
     base: Url,
     ids: RwLock<HashMap<Stream, u32>>,
     writers: RwLock<HashMap<u32, Arc<WriterSchema>>>,
+    /// Looks schemas up by content when auto-registration is off.
+    registry: crate::register::Registry,
+    auto_register: bool,
 }
 
 impl std::fmt::Debug for Codec {
@@ -359,7 +362,18 @@ impl Codec {
             base,
             ids: RwLock::new(HashMap::new()),
             writers: RwLock::new(HashMap::new()),
+            registry: crate::register::Registry::new(registry_url.trim_end_matches('/'))
+                .map_err(|e| invalid(e.to_string()))?,
+            auto_register: true,
         })
+    }
+
+    /// Whether a schema missing from its subject is registered on first use (the default, for
+    /// development and tests) or only looked up, so that subjects get their first version from
+    /// `register_all`, under the compatibility rule, and never from a producer.
+    pub fn with_auto_register(mut self, auto_register: bool) -> Self {
+        self.auto_register = auto_register;
+        self
     }
 
     /// The topic names this codec encodes for.
@@ -392,7 +406,8 @@ impl Codec {
     }
 
     /// The registry id of this build's schema for `stream`, registered under the stream's
-    /// subject if the registry does not have it yet (as Confluent serializers do by default).
+    /// subject if the registry does not have it yet and auto-registration is on (as Confluent
+    /// serializers do by default); with it off, a schema missing from its subject is refused.
     pub async fn schema_id(&self, stream: Stream) -> Result<u32, EncodeError> {
         if let Some(id) = self
             .ids
@@ -404,6 +419,23 @@ impl Codec {
         }
         let local = local_schema(stream)?;
         let subject = self.topics.subject(stream);
+        if !self.auto_register {
+            let id = self
+                .registry
+                .lookup_id(&subject, &local.json)
+                .await
+                .map_err(|e| lookup_failed(&subject, e))?
+                .ok_or_else(|| EncodeError::RegistryRefused {
+                    subject: subject.clone(),
+                    reason: "this schema is not registered under the subject and \
+                             auto-registration is off (run `streamcart schemas register`)"
+                        .to_owned(),
+                })?;
+            if let Ok(mut ids) = self.ids.write() {
+                ids.insert(stream, id);
+            }
+            return Ok(id);
+        }
         let body = serde_json::json!({ "schema": local.json, "schemaType": "AVRO" });
         let request = self
             .client
@@ -479,6 +511,20 @@ impl Codec {
         let (id, body) = split_header(bytes)?;
         let writer = self.writer_schema(id).await?;
         decode_body(&writer, body)
+    }
+}
+
+fn lookup_failed(subject: &str, e: crate::register::RegisterError) -> EncodeError {
+    if e.is_transient() {
+        EncodeError::RegistryUnavailable {
+            subject: subject.to_owned(),
+            reason: e.to_string(),
+        }
+    } else {
+        EncodeError::RegistryRefused {
+            subject: subject.to_owned(),
+            reason: e.to_string(),
+        }
     }
 }
 

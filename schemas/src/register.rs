@@ -1,9 +1,16 @@
 //! Registers every stream's schema under its subject, with BACKWARD_TRANSITIVE compatibility.
 //!
-//! Per subject: set the compatibility level, look the schema up (already there: nothing to do,
-//! so re-running registers nothing), check compatibility against the subject's history, then
+//! Per subject: look the schema up and read the subject's compatibility level (both there:
+//! nothing to do, so re-running writes nothing and costs two requests per subject); otherwise set
+//! the compatibility level first — before the subject's first version, so no version is ever
+//! accepted under a laxer rule — check compatibility against the subject's history, then
 //! register. An incompatible schema fails with the subject and the offending fields, taken from
 //! the registry's own diagnostics.
+//!
+//! [`ensure_registered`] is what every role runs at start-up: the same registration, retried
+//! for a bounded time while the registry is unreachable or busy.
+
+use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode, Url};
 use serde_json::{Value as Json, json};
@@ -203,19 +210,21 @@ impl Registry {
         };
         let schema_body = json!({ "schema": schema_json, "schemaType": "AVRO" });
 
-        let (status, body) = self
-            .call(
-                reqwest::Method::PUT,
-                &["config", subject],
-                None,
-                Some(&json!({ "compatibility": COMPATIBILITY })),
-            )
-            .await?;
-        if !status.is_success() {
-            return Err(unexpected("set compatibility", status, &body));
+        let existing = self.lookup(subject, &schema_body).await?;
+        if let Some((schema_id, version)) = existing
+            && self.compatibility(subject).await?.as_deref() == Some(COMPATIBILITY)
+        {
+            return Ok(SubjectRegistration {
+                subject: subject.to_owned(),
+                stream: None,
+                schema_id,
+                version,
+                outcome: RegistrationOutcome::Unchanged,
+            });
         }
 
-        if let Some((schema_id, version)) = self.lookup(subject, &schema_body).await? {
+        self.set_compatibility(subject).await?;
+        if let Some((schema_id, version)) = existing {
             return Ok(SubjectRegistration {
                 subject: subject.to_owned(),
                 stream: None,
@@ -255,6 +264,17 @@ impl Registry {
             )
             .await?;
         if status == StatusCode::CONFLICT {
+            // Roles starting together register the same schema at the same moment; the
+            // registry may refuse the loser's creation although the schema is now there.
+            if let Some((schema_id, version)) = self.lookup(subject, &schema_body).await? {
+                return Ok(SubjectRegistration {
+                    subject: subject.to_owned(),
+                    stream: None,
+                    schema_id,
+                    version,
+                    outcome: RegistrationOutcome::Unchanged,
+                });
+            }
             let fields = incompatible_fields(&[message_of(&body)], schema_json, None);
             return Err(RegisterError::Incompatible {
                 subject: subject.to_owned(),
@@ -280,6 +300,77 @@ impl Registry {
             version,
             outcome: RegistrationOutcome::Registered,
         })
+    }
+
+    /// Sets [`COMPATIBILITY`] on `subject`; the registry accepts it before the subject has any
+    /// version, which is the point: the rule guards the very first registration too.
+    pub async fn set_compatibility(&self, subject: &str) -> Result<(), RegisterError> {
+        let mut attempt = 0;
+        loop {
+            let (status, body) = self
+                .call(
+                    reqwest::Method::PUT,
+                    &["config", subject],
+                    None,
+                    Some(&json!({ "compatibility": COMPATIBILITY })),
+                )
+                .await?;
+            if status.is_success() {
+                return Ok(());
+            }
+            // Apicurio answers 409 ("a rule named 'COMPATIBILITY' already exists") when another
+            // process created the subject's rule at the same moment: that rule may be ours.
+            if status == StatusCode::CONFLICT {
+                if self.compatibility(subject).await?.as_deref() == Some(COMPATIBILITY) {
+                    return Ok(());
+                }
+                if attempt < 3 {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    continue;
+                }
+            }
+            return Err(RegisterError::Registry {
+                subject: subject.to_owned(),
+                action: "set compatibility",
+                status: status.as_u16(),
+                message: message_of(&body),
+            });
+        }
+    }
+
+    /// The compatibility level the registry applies to `subject` (Apicurio answers the
+    /// registry-wide default for a subject without its own); `None` when it reports none.
+    pub async fn compatibility(&self, subject: &str) -> Result<Option<String>, RegisterError> {
+        let (status, body) = self
+            .call(reqwest::Method::GET, &["config", subject], None, None)
+            .await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(RegisterError::Registry {
+                subject: subject.to_owned(),
+                action: "read compatibility",
+                status: status.as_u16(),
+                message: message_of(&body),
+            });
+        }
+        Ok(body["compatibilityLevel"]
+            .as_str()
+            .or_else(|| body["compatibility"].as_str())
+            .map(str::to_owned))
+    }
+
+    /// The id under which exactly `schema_json` is registered under `subject`, without
+    /// registering anything; `None` when the subject does not hold it.
+    pub async fn lookup_id(
+        &self,
+        subject: &str,
+        schema_json: &str,
+    ) -> Result<Option<u32>, RegisterError> {
+        let schema_body = json!({ "schema": schema_json, "schemaType": "AVRO" });
+        Ok(self.lookup(subject, &schema_body).await?.map(|(id, _)| id))
     }
 
     /// The id and version of exactly this schema under the subject, if registered there.
@@ -378,6 +469,46 @@ pub async fn register_all(
     topics: &Topics,
 ) -> Result<RegistrationReport, RegisterError> {
     Registry::new(registry_url)?.register_all(topics).await
+}
+
+impl RegisterError {
+    /// True when the same registration may succeed later (registry down, starting or
+    /// overloaded); everything else needs a person (bad URL, incompatible schema).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegisterError::Unreachable { .. } => true,
+            // 409: another process changed the subject at the same moment; a retry sees it.
+            RegisterError::Registry { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 409
+            }
+            RegisterError::InvalidUrl { .. }
+            | RegisterError::Incompatible { .. }
+            | RegisterError::Schema(_) => false,
+        }
+    }
+}
+
+/// Start-up registration of the whole contract: [`register_all`], retried while the failure is
+/// transient, for at most `within`. Cheap when the registry is up to date (no writes).
+pub async fn ensure_registered(
+    registry_url: &str,
+    topics: &Topics,
+    within: Duration,
+) -> Result<RegistrationReport, RegisterError> {
+    let registry = Registry::new(registry_url)?;
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match registry.register_all(topics).await {
+            Ok(report) => return Ok(report),
+            Err(e) if e.is_transient() && Instant::now() + pause < deadline => {
+                tracing::warn!(error = %e, "schema registry not ready; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn message_of(body: &Json) -> String {

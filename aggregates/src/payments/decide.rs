@@ -10,7 +10,16 @@ use super::events::{
 use super::state::{PaymentState, PaymentStatus};
 use crate::values::OrderId;
 
+/// Test card token that is always authorized, whatever the amount or the decline list.
+pub const TEST_CARD_SUCCESS: &str = "tok_success";
+/// Test card token that is always declined (`CardDeclined`), whatever the amount.
+pub const TEST_CARD_DECLINE: &str = "tok_decline";
+
 /// Stands in for a card gateway: deterministic, so tests and demos can force both outcomes.
+///
+/// Like a real gateway's test mode it knows two card tokens whose outcome never depends on the
+/// configuration ([`TEST_CARD_SUCCESS`], [`TEST_CARD_DECLINE`]); every other token goes through
+/// the configured decline list, then the amount limit.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PaymentPolicy {
     /// Declines amounts strictly above this many minor units; `None` means no limit.
@@ -37,8 +46,14 @@ impl PaymentPolicy {
         self
     }
 
-    /// The policy's answer; a blocked card is reported before an amount over the limit.
+    /// The policy's answer: a test card token decides alone; otherwise a blocked card is
+    /// reported before an amount over the limit.
     pub fn verdict(&self, command: &AuthorizePayment) -> Result<(), DeclineReason> {
+        match command.card_token.as_str() {
+            TEST_CARD_SUCCESS => return Ok(()),
+            TEST_CARD_DECLINE => return Err(DeclineReason::CardDeclined),
+            _ => {}
+        }
         if self.declined_card_tokens.contains(&command.card_token) {
             return Err(DeclineReason::CardDeclined);
         }

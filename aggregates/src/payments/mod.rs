@@ -2,7 +2,8 @@
 //! (equal to the order id, one payment per order).
 //!
 //! A payment is authorized or declined exactly once, by a deterministic [`PaymentPolicy`] standing
-//! in for a card gateway, and refunded at most once, only after an authorization.
+//! in for a card gateway, and refunded at most once, only after an authorization. The test card
+//! tokens [`TEST_CARD_SUCCESS`] and [`TEST_CARD_DECLINE`] force either outcome in any deployment.
 
 mod commands;
 mod decide;
@@ -16,7 +17,7 @@ mod properties;
 mod tests;
 
 pub use commands::{AuthorizePayment, PaymentCommand, RefundPayment};
-pub use decide::{PaymentPolicy, authorization_code};
+pub use decide::{PaymentPolicy, TEST_CARD_DECLINE, TEST_CARD_SUCCESS, authorization_code};
 pub use errors::PaymentRejection;
 pub use events::{
     DeclineReason, PaymentAuthorized, PaymentDeclined, PaymentEvent, PaymentRefunded,

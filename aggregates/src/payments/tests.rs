@@ -191,3 +191,32 @@ fn authorization_codes_are_stable_and_distinct() {
         authorization_code(&OrderId::new(OTHER_ORDER).expect("valid order id"))
     );
 }
+
+#[test]
+fn test_card_success_is_authorized_over_the_limit_and_the_decline_list() {
+    let strict = policy().with_limit(1).with_declined_card(TEST_CARD_SUCCESS);
+    given::<Payment>(&[])
+        .with_context(&strict)
+        .when(authorize(eur(100_001), TEST_CARD_SUCCESS))
+        .then(&[authorized(100_001)]);
+}
+
+#[test]
+fn test_card_decline_is_declined_even_when_everything_is_approved() {
+    given::<Payment>(&[])
+        .with_context(&PaymentPolicy::approve_all())
+        .when(authorize(eur(1), TEST_CARD_DECLINE))
+        .then(&[declined(1, DeclineReason::CardDeclined)]);
+}
+
+#[test]
+fn other_tokens_still_follow_the_amount_rule() {
+    given::<Payment>(&[])
+        .with_context(&PaymentPolicy::approve_all().with_limit(500))
+        .when(authorize(eur(501), "tok_visa"))
+        .then(&[declined(501, DeclineReason::AmountOverLimit)]);
+    given::<Payment>(&[])
+        .with_context(&PaymentPolicy::approve_all().with_limit(500))
+        .when(authorize(eur(500), "tok_visa"))
+        .then(&[authorized(500)]);
+}
