@@ -62,12 +62,35 @@ fn stack(args: &[&str]) {
     assert!(status.success(), "scripts/stack {args:?} failed");
 }
 
-/// The process group of the stack's broker (its pid file holds the group leader).
-fn broker_signal(signal: &str) {
+/// The broker's pid (the leader of its process group).
+fn broker_pid() -> String {
     let dir = std::env::var("STREAMCART_STACK_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../.stack").to_owned());
     let pid = std::fs::read_to_string(format!("{dir}/run/kafka.pid")).expect("kafka pid file");
-    let pid = pid.trim();
+    pid.trim().to_owned()
+}
+
+/// Waits until no process of the broker's group is left (its data directory lock is free).
+fn wait_broker_gone(pid: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let alive = std::process::Command::new("kill")
+            .args(["-0", "--", &format!("-{pid}")])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !alive {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the killed broker ({pid}) did not go away");
+}
+
+/// Signals the broker's whole process group.
+fn broker_signal(signal: &str) {
+    let pid = broker_pid();
+    let pid = pid.as_str();
     let status = std::process::Command::new("kill")
         .args([&format!("-{signal}"), "--", &format!("-{pid}")])
         .status()
@@ -438,9 +461,12 @@ async fn a_flash_sale_survives_broker_registry_and_store_faults_and_rotating_kil
                 broker_signal("CONT");
             }
             "broker killed" => {
+                let pid = broker_pid();
                 broker_signal("KILL");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                tokio::task::block_in_place(|| stack(&["start", "kafka"]));
+                tokio::task::block_in_place(|| {
+                    wait_broker_gone(&pid);
+                    stack(&["start", "kafka"]);
+                });
             }
             "registry stopped 30 s" => {
                 tokio::task::block_in_place(|| stack(&["stop", "registry"]));

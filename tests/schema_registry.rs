@@ -528,6 +528,8 @@ async fn a_registry_that_never_answers_is_retried_after_the_request_timeout() ->
     assert_eq!(err.disposition(), Disposition::Retry);
     assert!(err.to_string().contains("timed out"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    Ok(())
+}
 
 /// The registry's answer to `GET <path>`: status and JSON body.
 async fn registry_get(path: &str) -> Result<(u16, serde_json::Value), Box<dyn std::error::Error>> {

@@ -16,10 +16,28 @@ pub fn is_partition_eof(error: &KafkaError) -> bool {
         || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
 }
 
-/// Logs one client-level report: an end-of-partition notice at TRACE, anything else as an error.
+/// True for a lost or refused broker connection: librdkafka reconnects by itself, and the
+/// loops recover from what it interrupted, so it is a warning, not an error.
+pub fn is_connectivity(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::OperationTimedOut
+        )
+    )
+}
+
+/// Logs one client-level report: an end-of-partition notice at TRACE, a lost broker connection
+/// as a warning, anything else as an error.
 pub fn log_client_error(error: &KafkaError, reason: &str) {
     if is_partition_eof(error) {
         tracing::trace!(%error, reason, "end of partition");
+    } else if is_connectivity(error) {
+        tracing::warn!(%error, reason, "librdkafka: broker connection");
     } else {
         tracing::error!(%error, reason, "librdkafka error");
     }

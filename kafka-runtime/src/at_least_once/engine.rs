@@ -34,7 +34,11 @@ struct LoopContext {
     commit_failed: AtomicBool,
 }
 
-impl ClientContext for LoopContext {}
+impl ClientContext for LoopContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::client_log::log_client_error(&error, reason);
+    }
+}
 
 impl ConsumerContext for LoopContext {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

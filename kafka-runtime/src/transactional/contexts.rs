@@ -22,7 +22,11 @@ pub(super) struct LoopContext {
     pub(super) log: Arc<Mutex<RebalanceLog>>,
 }
 
-impl ClientContext for LoopContext {}
+impl ClientContext for LoopContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::client_log::log_client_error(&error, reason);
+    }
+}
 
 impl ConsumerContext for LoopContext {
     // Only records what happened; the loop acts on it right after `poll` returns, outside
@@ -64,7 +68,11 @@ pub(super) struct ProduceContext {
     pub(super) log: DeliveryLog,
 }
 
-impl ClientContext for ProduceContext {}
+impl ClientContext for ProduceContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::client_log::log_client_error(&error, reason);
+    }
+}
 
 impl ProducerContext for ProduceContext {
     type DeliveryOpaque = ();

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::commit::{Committer, DELIVERY_WAIT, LoopProducer, wait_acknowledged};
 use super::contexts::{DeliveryLog, LoopContext, ProduceContext, RebalanceLog};
-use super::recovery::{Bound, CALL_TIMEOUT, Recovery, resume};
+use super::recovery::{Bound, CALL_TIMEOUT, FENCED, Recovery, is_fenced, resume};
 use super::{InputRecord, LoopSpec, LoopStats, OutRecord, Phases, TxnHandler};
 use crate::dead_letter::dead_letter;
 use crate::health::{LoopHealth, Phase};
@@ -28,6 +28,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a loop whose batch is full waits for the running commit before it serves the
 /// consumer and the shutdown signal again.
 const COMMIT_STALL_WAIT: Duration = Duration::from_millis(100);
+/// Fencings within [`FENCING_WINDOW`] that stop the loop instead of rebuilding it again.
+const MAX_FENCINGS: usize = 3;
+const FENCING_WINDOW: Duration = Duration::from_secs(300);
 /// Longest a new session waits for its input topics to exist with leaders.
 const TOPIC_WAIT: Duration = Duration::from_secs(60);
 
@@ -72,6 +75,10 @@ pub(super) fn run<H: TxnHandler>(
     let mut backoff = MIN_BACKOFF;
     let give_up_after = Duration::from_millis(settings.give_up_after_ms);
     let mut failing_since: Option<Instant> = None;
+    // Fencings by another producer with our transactional id: one is a zombie's fate (or a
+    // broker that timed us out); several in a row mean two live instances share the id and
+    // would fence each other forever.
+    let mut fencings: Vec<Instant> = Vec::new();
     loop {
         health.set_phase(Phase::Starting);
         let commits_before = stats.commits;
@@ -111,6 +118,23 @@ pub(super) fn run<H: TxnHandler>(
         handler.on_abort();
         if !owned.is_empty() {
             handler.on_revoked(&owned);
+        }
+        if reason.starts_with(FENCED) {
+            fencings.retain(|t| t.elapsed() < FENCING_WINDOW);
+            fencings.push(Instant::now());
+            if fencings.len() >= MAX_FENCINGS {
+                health.set_phase(Phase::Stopped);
+                let e = RuntimeError::Config(format!(
+                    "loop {} was fenced {} times in {} s: another instance uses transactional id {:?}; \
+                     give every instance its own STREAMCART_INSTANCE_ID",
+                    spec.name,
+                    fencings.len(),
+                    FENCING_WINDOW.as_secs(),
+                    spec.transactional_id
+                ));
+                tracing::error!(loop_name = %spec.name, error = %e, "transactional loop stopped");
+                return Err(e);
+            }
         }
         stats.rebuilds += 1;
         health.rebuilt();
@@ -498,9 +522,13 @@ impl<'a> Engine<'a> {
         }
         // begin_transaction is local: it fails only when the producer's state is wrong, which
         // no retry of it can mend.
-        self.producer
-            .begin_transaction()
-            .map_err(|e| Recovery::Rebuild(format!("begin_transaction: {e}")))?;
+        self.producer.begin_transaction().map_err(|e| {
+            if is_fenced(&e) {
+                Recovery::Rebuild(format!("{FENCED}: begin_transaction: {e}"))
+            } else {
+                Recovery::Rebuild(format!("begin_transaction: {e}"))
+            }
+        })?;
         let held = match self.batch.as_mut() {
             Some(b) => {
                 b.in_txn = true;

@@ -63,6 +63,18 @@ pub(super) fn classify(e: &KafkaError) -> Class {
     }
 }
 
+/// Starts the reason of a rebuild caused by another producer with the same `transactional.id`.
+pub(super) const FENCED: &str = "fenced by another instance";
+
+/// True when a newer producer with this `transactional.id` took over: the same id is in use
+/// elsewhere (or this process was a zombie).
+pub(super) fn is_fenced(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)
+    )
+}
+
 /// Bounds a call's retries: until `deadline`, or the shutdown grace once SIGTERM fired.
 #[derive(Debug)]
 pub(super) struct Bound<'a> {
@@ -120,6 +132,9 @@ where
                 std::thread::sleep(Duration::from_millis(50));
             }
             Class::Abort => return Err(Recovery::Abort(format!("{what}: {e}"))),
+            Class::Fatal if is_fenced(&e) => {
+                return Err(Recovery::Rebuild(format!("{FENCED}: {what}: {e}")));
+            }
             Class::Fatal => return Err(Recovery::Rebuild(format!("{what}: {e}"))),
         }
     }
