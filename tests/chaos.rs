@@ -370,7 +370,7 @@ async fn a_flash_sale_survives_broker_registry_and_store_faults_and_rotating_kil
                         sku: Sku::new(skus[1 + n % 5].clone()).expect("sku"),
                         quantity: rng.random_range(1..=3),
                     }];
-                    if n % 3 == 0 {
+                    if n.is_multiple_of(3) {
                         lines.push(OrderLineRequest {
                             sku: Sku::new(HOT).expect("sku"),
                             quantity: rng.random_range(1..=2),
@@ -405,7 +405,7 @@ async fn a_flash_sale_survives_broker_registry_and_store_faults_and_rotating_kil
                         OrderCommand::PlaceOrder(place),
                     )
                     .await;
-                if n % 20 == 0 {
+                if n.is_multiple_of(20) {
                     // Alternating prices: every change is a real change, hence an event.
                     let sku = &skus[1 + (n / 20) % 5];
                     let amount = 600 + ((n / 100) % 2) as i64 * 50 + (n % 7) as i64;

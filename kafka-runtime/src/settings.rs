@@ -36,7 +36,7 @@ impl Default for KafkaSettings {
             batch_max_wait_ms: 100,
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
-            stall_after_ms: 60_000,
+            stall_after_ms: 30_000,
             give_up_after_ms: 600_000,
         }
     }

@@ -31,6 +31,8 @@ const COMMIT_STALL_WAIT: Duration = Duration::from_millis(100);
 /// Fencings within [`FENCING_WINDOW`] that stop the loop instead of rebuilding it again.
 const MAX_FENCINGS: usize = 3;
 const FENCING_WINDOW: Duration = Duration::from_secs(300);
+/// How often an idle loop checks for input waiting that its consumer does not deliver.
+const LAG_CHECK: Duration = Duration::from_secs(5);
 /// Longest a new session waits for its input topics to exist with leaders.
 const TOPIC_WAIT: Duration = Duration::from_secs(60);
 
@@ -293,6 +295,9 @@ struct Engine<'a> {
     backoff: Duration,
     phases: Phases,
     phases_since: Instant,
+    /// Since when the loop has had nothing to handle, and when it last looked for input that
+    /// is waiting but not delivered.
+    idle: Option<(Instant, Instant)>,
 }
 
 impl<'a> Engine<'a> {
@@ -352,6 +357,7 @@ impl<'a> Engine<'a> {
             backoff: MIN_BACKOFF,
             phases: Phases::default(),
             phases_since: Instant::now(),
+            idle: None,
         })
     }
 
@@ -440,8 +446,9 @@ impl<'a> Engine<'a> {
             let now = Instant::now();
             self.phases.handle += now - t1;
             if drained && self.batch.is_none() && !self.committer.busy() {
-                // Caught up with nothing pending: idle is progress.
-                self.health.progress();
+                self.idle()?;
+            } else {
+                self.idle = None;
             }
             // Group commit: a batch closes as soon as the input runs dry, so a lightly loaded
             // loop commits small batches quickly, while input that piles up during a commit
@@ -463,6 +470,66 @@ impl<'a> Engine<'a> {
                 self.watch();
             }
         }
+    }
+
+    /// Nothing to handle: progress if the loop is caught up. If input is waiting on an owned
+    /// partition that the consumer does not deliver (a fetch that never resumes after a broker
+    /// fault), that is no progress, and past the stall bound the session is rebuilt.
+    fn idle(&mut self) -> Result<(), Fault> {
+        let now = Instant::now();
+        let (since, checked) = *self.idle.get_or_insert((now, now));
+        if now - checked < LAG_CHECK {
+            return Ok(());
+        }
+        self.idle = Some((since, now));
+        let waiting = self.undelivered();
+        if waiting.is_empty() {
+            self.health.progress();
+            return Ok(());
+        }
+        let stalled = now - since;
+        self.watch();
+        if stalled >= Duration::from_millis(self.settings.stall_after_ms) {
+            return Err(Fault::Rebuild(format!(
+                "input waiting but not delivered for {} s: {}",
+                stalled.as_secs(),
+                waiting.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Owned partitions whose consumer position is behind the end a read_committed reader may
+    /// see, as `topic[partition] position/end`; empty when caught up or when Kafka cannot say.
+    fn undelivered(&self) -> Vec<String> {
+        let Ok(positions) = self.consumer.position() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (topic, partition) in &self.owned {
+            let Ok((_, end)) =
+                self.consumer
+                    .fetch_watermarks(topic, *partition, Duration::from_secs(1))
+            else {
+                continue;
+            };
+            let position =
+                positions
+                    .find_partition(topic, *partition)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+            let behind = match position {
+                Some(p) => p < end,
+                // No position yet: nothing was fetched since the assignment.
+                None => end > 0,
+            };
+            if behind {
+                out.push(format!("{topic}[{partition}] {position:?}/{end}"));
+            }
+        }
+        out
     }
 
     /// Reports the loop unhealthy when it has had work and no progress for too long.
