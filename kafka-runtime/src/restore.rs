@@ -36,12 +36,21 @@ where
     let consumer: BaseConsumer<QuietEofContext> = settings
         .restore_consumer()
         .create_with_context(QuietEofContext)?;
+    // A read_committed client is told the last stable offset as the partition's end, which
+    // stops short of a transaction still being committed: state rebuilt without it would fork
+    // when its commit lands. The end is asked for as read_uncommitted sees it (the high
+    // watermark), and the read_committed reader only gets there once every transaction before
+    // it is resolved.
+    let ends: BaseConsumer<QuietEofContext> = settings
+        .restore_consumer()
+        .set("isolation.level", "read_uncommitted")
+        .create_with_context(QuietEofContext)?;
     // A partition created a moment ago may not have a leader yet, or not be in the metadata
     // of a broker that has just restarted with many partitions: retry within the timeout.
     let deadline = Instant::now() + timeout;
     let mut attempt = 0;
     let high = loop {
-        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+        match ends.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
             Ok((_, high)) => break high,
             Err(e) if Instant::now() < deadline && !crate::shutdown::requested() => {
                 attempt += 1;

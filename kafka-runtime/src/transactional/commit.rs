@@ -188,8 +188,19 @@ fn commit(
         }
     }
     let t2 = Instant::now();
+    // Once commit_transaction has been called, a failure no longer says whether the broker
+    // committed: a retried EndTxn after the broker already wrote the commit (it restarted, or a
+    // request timed out) can come back abortable. Rolling back in memory and handling the batch
+    // again would then apply it twice; instead the clients are rebuilt and state is restored
+    // from what Kafka really holds, and the consumer resumes from the committed offsets.
     report.result = resume("commit_transaction", &mut bound, |t| {
         producer.commit_transaction(t)
+    })
+    .map_err(|r| match r {
+        Recovery::Abort(reason) => {
+            Recovery::Rebuild(format!("commit outcome unknown ({reason})"))
+        }
+        rebuild => rebuild,
     });
     report.commit = t2.elapsed();
     report
