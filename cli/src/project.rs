@@ -72,17 +72,21 @@ async fn deps(cfg: &Config, with_cache: bool) -> anyhow::Result<ProjectorDeps> {
             .context("registry client")?
             .with_auto_register(cfg.auto_register_schemas),
     );
-    let store = CassandraStore::connect(&cfg.cassandra_nodes, &cfg.keyspace)
-        .await
-        .context("connecting to the read-model store")?;
+    let store = with_retries("the read-model store", || {
+        CassandraStore::connect(&cfg.cassandra_nodes, &cfg.keyspace)
+    })
+    .await
+    .context("connecting to the read-model store")?;
     let active = store.active_generation(Products::NAME).await.ok();
     tracing::debug!(?active, "store connected");
     let cache = if with_cache {
         let options = CacheOptions::for_topic_prefix(&cfg.topic_prefix);
         Some(
-            ProductCache::connect(&cfg.redis_url, options)
-                .await
-                .context("connecting to Redis")?,
+            with_retries("Redis", || {
+                ProductCache::connect(&cfg.redis_url, options.clone())
+            })
+            .await
+            .context("connecting to Redis")?,
         )
     } else {
         None
@@ -94,6 +98,37 @@ async fn deps(cfg: &Config, with_cache: bool) -> anyhow::Result<ProjectorDeps> {
         store,
         cache,
     })
+}
+
+/// How long a projector keeps trying to reach a store at start-up: a store that is restarting
+/// (or not up yet on a fresh deployment) is waited for instead of failing the role.
+const STORE_CONNECT_BOUND: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs `connect` until it succeeds, with backoff, for at most [`STORE_CONNECT_BOUND`] or
+/// until a shutdown signal; then returns its last error.
+async fn with_retries<T, E, F, Fut>(what: &str, mut connect: F) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let started = std::time::Instant::now();
+    let mut backoff = std::time::Duration::from_millis(500);
+    loop {
+        match connect().await {
+            Ok(v) => return Ok(v),
+            Err(e)
+                if started.elapsed() < STORE_CONNECT_BOUND
+                    && !streamcart_kafka_runtime::shutdown::requested() =>
+            {
+                tracing::warn!(store = what, error = %e, retry_in_ms = backoff.as_millis() as u64,
+                    "store not reachable yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Runs the live projector `kind` until shutdown.

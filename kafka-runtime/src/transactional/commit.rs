@@ -197,9 +197,7 @@ fn commit(
         producer.commit_transaction(t)
     })
     .map_err(|r| match r {
-        Recovery::Abort(reason) => {
-            Recovery::Rebuild(format!("commit outcome unknown ({reason})"))
-        }
+        Recovery::Abort(reason) => Recovery::Rebuild(format!("commit outcome unknown ({reason})")),
         rebuild => rebuild,
     });
     report.commit = t2.elapsed();
