@@ -70,12 +70,12 @@ fn broker_pid() -> String {
     pid.trim().to_owned()
 }
 
-/// Waits until no process of the broker's group is left (its data directory lock is free).
+/// Waits until the killed broker is gone (its data directory lock is free).
 fn wait_broker_gone(pid: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let alive = std::process::Command::new("kill")
-            .args(["-0", "--", &format!("-{pid}")])
+            .args(["-0", pid])
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
@@ -87,12 +87,12 @@ fn wait_broker_gone(pid: &str) {
     panic!("the killed broker ({pid}) did not go away");
 }
 
-/// Signals the broker's whole process group.
+/// Signals the broker's JVM (the pid file's process: the stack execs Java in place).
 fn broker_signal(signal: &str) {
     let pid = broker_pid();
     let pid = pid.as_str();
     let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), "--", &format!("-{pid}")])
+        .args([&format!("-{signal}"), pid])
         .status()
         .expect("kill");
     assert!(status.success(), "kill -{signal} the broker ({pid})");
