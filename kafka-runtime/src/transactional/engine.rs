@@ -31,6 +31,8 @@ const COMMIT_STALL_WAIT: Duration = Duration::from_millis(100);
 /// Fencings within [`FENCING_WINDOW`] that stop the loop instead of rebuilding it again.
 const MAX_FENCINGS: usize = 3;
 const FENCING_WINDOW: Duration = Duration::from_secs(300);
+/// Offsets between a partition's next offset and its end that may hold nothing to deliver.
+const UNDELIVERED_SLACK: i64 = 10;
 /// How often an idle loop checks for input waiting that its consumer does not deliver.
 const LAG_CHECK: Duration = Duration::from_secs(5);
 /// Longest a new session waits for its input topics to exist with leaders.
@@ -499,34 +501,57 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Owned partitions whose consumer position is behind the end a read_committed reader may
-    /// see, as `topic[partition] position/end`; empty when caught up or when Kafka cannot say.
+    /// Owned partitions whose next offset is behind the end a read_committed reader may see,
+    /// as `topic[partition] next/end`; empty when caught up or when Kafka cannot say. The next
+    /// offset is the consumer's position, or, for a partition nothing was delivered from since
+    /// its assignment (librdkafka has no position for it then), the group's committed offset.
     fn undelivered(&self) -> Vec<String> {
         let Ok(positions) = self.consumer.position() else {
             return Vec::new();
         };
+        let offset_of = |list: &TopicPartitionList, topic: &str, partition: i32| {
+            list.find_partition(topic, partition)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+        };
+        let mut unknown = TopicPartitionList::new();
+        for (topic, partition) in &self.owned {
+            if offset_of(&positions, topic, *partition).is_none() {
+                unknown.add_partition(topic, *partition);
+            }
+        }
+        let committed = if unknown.count() > 0 {
+            match self
+                .consumer
+                .committed_offsets(unknown, Duration::from_secs(1))
+            {
+                Ok(c) => Some(c),
+                Err(_) => return Vec::new(),
+            }
+        } else {
+            None
+        };
         let mut out = Vec::new();
         for (topic, partition) in &self.owned {
-            let Ok((_, end)) =
+            let next = offset_of(&positions, topic, *partition).or_else(|| {
+                committed
+                    .as_ref()
+                    .and_then(|c| offset_of(c, topic, *partition))
+            });
+            let Ok((low, end)) =
                 self.consumer
                     .fetch_watermarks(topic, *partition, Duration::from_secs(1))
             else {
                 continue;
             };
-            let position =
-                positions
-                    .find_partition(topic, *partition)
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    });
-            let behind = match position {
-                Some(p) => p < end,
-                // No position yet: nothing was fetched since the assignment.
-                None => end > 0,
-            };
-            if behind {
-                out.push(format!("{topic}[{partition}] {position:?}/{end}"));
+            // No position and no committed offset: a partition never consumed by the group,
+            // read from its start. Transaction markers (one per transaction) and a short aborted
+            // tail sit between the last record and the end without anything to deliver, hence
+            // the slack.
+            if end - next.unwrap_or(low) > UNDELIVERED_SLACK {
+                out.push(format!("{topic}[{partition}] {next:?}/{end}"));
             }
         }
         out
