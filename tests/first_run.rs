@@ -68,6 +68,11 @@ async fn post_until(
         if status == want {
             return answer;
         }
+        // An earlier attempt answered late (202 or a timeout) may have been applied: creating
+        // what now exists is done.
+        if answer["code"] == "product.already_exists" {
+            return answer;
+        }
         let retryable = status.is_server_error()
             || status == StatusCode::ACCEPTED
             || retry_on.is_some_and(|code| answer["code"] == code);

@@ -256,11 +256,19 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             // it registers beside serving instead of before.
             Command::Serve => {
                 let cfg = cfg.clone();
-                tokio::spawn(async move {
+                let mut registering = tokio::spawn(async move {
                     if let Err(e) = startup::register_contract(&cfg).await {
                         tracing::warn!(error = %format!("{e:#}"), "schema contract not registered");
                     }
                 });
+                // With the registry up this takes a moment, and commands sent right after the
+                // edge starts find their schemas; with it down, the edge serves anyway.
+                if tokio::time::timeout(Duration::from_secs(30), &mut registering)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("schema contract still registering; serving meanwhile");
+                }
             }
             _ => {}
         }
