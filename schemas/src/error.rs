@@ -236,6 +236,22 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// A stable machine-readable kind, for dead-letter headers.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::TooShort { .. } => "decode.too_short",
+            DecodeError::WrongMagicByte { .. } => "decode.wrong_magic_byte",
+            DecodeError::UnknownSchemaId { .. } => "decode.unknown_schema_id",
+            DecodeError::RegistryUnavailable { .. } => "decode.registry_unavailable",
+            DecodeError::RegistryRefused { .. } => "decode.registry_refused",
+            DecodeError::UnexpectedSchema { .. } => "decode.unexpected_schema",
+            DecodeError::CorruptBody { .. } => "decode.corrupt_body",
+            DecodeError::TrailingBytes { .. } => "decode.trailing_bytes",
+            DecodeError::Mapping { .. } => "decode.mapping",
+            DecodeError::Schema(_) => "decode.schema",
+        }
+    }
+
     /// True when retrying the same record may succeed (only registry outages).
     pub fn is_transient(&self) -> bool {
         matches!(self, DecodeError::RegistryUnavailable { .. })

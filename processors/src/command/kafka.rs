@@ -136,22 +136,6 @@ fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// A stable machine-readable kind for a decode failure, for dead-letter headers.
-pub fn decode_kind(e: &DecodeError) -> &'static str {
-    match e {
-        DecodeError::TooShort { .. } => "decode.too_short",
-        DecodeError::WrongMagicByte { .. } => "decode.wrong_magic_byte",
-        DecodeError::UnknownSchemaId { .. } => "decode.unknown_schema_id",
-        DecodeError::RegistryUnavailable { .. } => "decode.registry_unavailable",
-        DecodeError::RegistryRefused { .. } => "decode.registry_refused",
-        DecodeError::UnexpectedSchema { .. } => "decode.unexpected_schema",
-        DecodeError::CorruptBody { .. } => "decode.corrupt_body",
-        DecodeError::TrailingBytes { .. } => "decode.trailing_bytes",
-        DecodeError::Mapping { .. } => "decode.mapping",
-        DecodeError::Schema(_) => "decode.schema",
-    }
-}
-
 /// Encodes a record from a loop thread; a registry that cannot be reached is a retry, anything
 /// else about the record a dead letter.
 pub fn encode_blocking<T: streamcart_schemas::envelope::WireRecord>(
@@ -230,7 +214,7 @@ pub fn forward_to(
 pub fn decode_failure(e: DecodeError) -> HandleError {
     match e.disposition() {
         Disposition::Retry => HandleError::Transient(e.to_string()),
-        Disposition::DeadLetter => HandleError::permanent(decode_kind(&e), e.to_string()),
+        Disposition::DeadLetter => HandleError::permanent(e.kind(), e.to_string()),
     }
 }
 

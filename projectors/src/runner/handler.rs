@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use streamcart_kafka_runtime::at_least_once::{Handler, Output, Record};
 use streamcart_kafka_runtime::{HandleError, headers};
-use streamcart_schemas::DecodeError;
 use streamcart_schemas::envelope::{EventEnvelope, EventPayload, WireRecord};
 
 use super::{ProjectionBinding, ProjectorDeps, ProjectorOptions, SummaryError, generations};
@@ -139,7 +138,7 @@ where
                 if e.is_transient() {
                     HandleError::Transient(e.to_string())
                 } else {
-                    HandleError::permanent(decode_kind(&e), e.to_string())
+                    HandleError::permanent(e.kind(), e.to_string())
                 }
             })
     }
@@ -258,22 +257,6 @@ fn cache_error(e: &CacheError) -> HandleError {
         CacheError::Encode { .. } | CacheError::Decode { .. } => {
             HandleError::permanent("cache.refused", e.to_string())
         }
-    }
-}
-
-/// A stable machine-readable kind for a decode failure, for dead-letter headers.
-fn decode_kind(e: &DecodeError) -> &'static str {
-    match e {
-        DecodeError::TooShort { .. } => "decode.too_short",
-        DecodeError::WrongMagicByte { .. } => "decode.wrong_magic_byte",
-        DecodeError::UnknownSchemaId { .. } => "decode.unknown_schema_id",
-        DecodeError::RegistryUnavailable { .. } => "decode.registry_unavailable",
-        DecodeError::RegistryRefused { .. } => "decode.registry_refused",
-        DecodeError::UnexpectedSchema { .. } => "decode.unexpected_schema",
-        DecodeError::CorruptBody { .. } => "decode.corrupt_body",
-        DecodeError::TrailingBytes { .. } => "decode.trailing_bytes",
-        DecodeError::Mapping { .. } => "decode.mapping",
-        DecodeError::Schema(_) => "decode.schema",
     }
 }
 
