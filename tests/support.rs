@@ -126,13 +126,51 @@ pub fn read_topic(
             Some(Err(e)) => eprintln!("reading {topic}: {e}"),
             None => {
                 quiet += 1;
-                if out.len() >= at_least && quiet >= 5 {
+                // Quiet alone proves nothing before the group has its assignment: also require
+                // the end of every assigned partition to be reached.
+                if out.len() >= at_least && quiet >= 5 && caught_up(&consumer) {
                     break;
                 }
             }
         }
     }
     out
+}
+
+/// True once the consumer has partitions assigned and its position on each is at the end a
+/// read_committed reader may see.
+fn caught_up<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+) -> bool {
+    use rdkafka::consumer::Consumer;
+    let Ok(assigned) = consumer.assignment() else {
+        return false;
+    };
+    if assigned.count() == 0 {
+        return false;
+    }
+    let Ok(positions) = consumer.position() else {
+        return false;
+    };
+    assigned.elements().iter().all(|e| {
+        let Ok((low, high)) =
+            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))
+        else {
+            return false;
+        };
+        let position = positions
+            .find_partition(e.topic(), e.partition())
+            .and_then(|p| match p.offset() {
+                rdkafka::Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+        // Nothing delivered yet from a partition: caught up only if it holds nothing.
+        // A transaction marker may sit at the very end without anything to deliver.
+        match position {
+            Some(p) => p + 1 >= high,
+            None => high <= low,
+        }
+    })
 }
 
 /// A child process that is killed when dropped.
