@@ -279,6 +279,12 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         ) {
             startup::prepare_topics(&cfg).await?;
         }
+        if matches!(
+            cli.command,
+            Command::Process { .. } | Command::Sagas | Command::Run
+        ) {
+            startup::start_hanging_sweep(&cfg)?;
+        }
         match cli.command {
             Command::Process { aggregate } => {
                 process::run(cfg, aggregate, shutdown::on_signals()).await

@@ -97,6 +97,16 @@ pub fn topic_specs(
     ]
 }
 
+/// The name of the command processor loop of `A` (its consumer group after the prefix).
+pub fn loop_name<A: Bound>() -> String
+where
+    A::Command: CommandPayload + Send,
+    A::Event: EventPayload + Send,
+    A::State: SnapshotState + Send,
+{
+    format!("{}.{}.processor", A::CONTEXT.name(), A::NAME)
+}
+
 async fn run_for<A, F>(cfg: Config, shutdown: CancellationToken, make_ctx: F) -> anyhow::Result<()>
 where
     A: Bound,
@@ -108,7 +118,7 @@ where
         + 'static,
 {
     let topics = Topics::with_prefix(cfg.topic_prefix.clone());
-    let name = format!("{}.{}.processor", A::CONTEXT.name(), A::NAME);
+    let name = loop_name::<A>();
     let group = format!("{}{}", cfg.topic_prefix, name);
     let spec = transactional::LoopSpec {
         name: name.clone(),

@@ -12,6 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
+/// Name (and, after the prefix, consumer group) of the saga's reaction loop.
+pub const REACTIONS: &str = "orders.saga.reactions";
+/// Name (and, after the prefix, consumer group) of the saga's deadline loop.
+pub const DEADLINES: &str = "orders.saga.deadlines";
+
 /// Runs both saga loops until SIGTERM / SIGINT; an error in either stops the process.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let topics = Topics::with_prefix(cfg.topic_prefix.clone());
@@ -25,8 +30,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         specs.push(forever(topics.commands(ctx)));
         specs.push(forever(topics.events(ctx)));
     }
-    let reactions_name = "orders.saga.reactions";
-    let deadlines_name = "orders.saga.deadlines";
+    let reactions_name = REACTIONS;
+    let deadlines_name = DEADLINES;
     specs.push(forever(topics.dlq(reactions_name)));
     specs.push(forever(topics.dlq(deadlines_name)));
     ensure_topics(&cfg.kafka, &specs)

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
 use streamcart_kafka_runtime::client_log::QuietEofContext;
+use streamcart_kafka_runtime::hanging;
 use streamcart_schemas::register::ensure_registered;
 use streamcart_schemas::topics::{Context, Topics};
 
@@ -121,6 +122,43 @@ fn wait_for_leaders(
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Consumer groups of every transactional loop under the configured prefix: a transactional id
+/// `{group}-{instance}` with one of these groups is written by a streamcart loop.
+fn transactional_groups(cfg: &Config) -> Vec<String> {
+    use crate::process::loop_name;
+    use streamcart_aggregates::{Order, Payment, Product, Stock};
+    [
+        loop_name::<Product>(),
+        loop_name::<Stock>(),
+        loop_name::<Order>(),
+        loop_name::<Payment>(),
+        crate::sagas::REACTIONS.to_owned(),
+        crate::sagas::DEADLINES.to_owned(),
+    ]
+    .into_iter()
+    .map(|name| format!("{}{name}", cfg.topic_prefix))
+    .collect()
+}
+
+/// Starts the process's sweep for hanging transactions (a Kafka failure no loop can get past by
+/// itself), unless it is turned off.
+pub fn start_hanging_sweep(cfg: &Config) -> anyhow::Result<()> {
+    if cfg.kafka.hanging_sweep_ms == 0 {
+        return Ok(());
+    }
+    let owners = hanging::Owners {
+        topic_prefix: cfg.topic_prefix.clone(),
+        groups: transactional_groups(cfg),
+    };
+    hanging::spawn(
+        cfg.kafka.clone(),
+        owners,
+        Duration::from_millis(cfg.kafka.hanging_sweep_ms),
+    )
+    .context("starting the hanging-transaction sweep")?;
+    Ok(())
 }
 
 #[cfg(test)]

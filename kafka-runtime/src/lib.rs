@@ -6,6 +6,7 @@
 //!   rebalance handling, roll-back on abort and fencing of zombie instances.
 //! - [`at_least_once`]: the consume → apply → commit loop for idempotent effects outside Kafka
 //!   (read models), committing offsets only past records whose every effect is durable.
+//! - [`hanging`]: finding and aborting transactions no coordinator will ever finish.
 //! - [`restore`]: reading a partition to its end, for rebuilding state on assignment.
 //! - [`admin`]: creating topics with their partition counts and cleanup policies.
 //! - [`client_log`]: librdkafka's client reports at the right level (partition ends are no errors).
@@ -21,6 +22,7 @@ pub mod at_least_once;
 pub mod client_log;
 pub mod dead_letter;
 pub mod error;
+pub mod hanging;
 pub mod headers;
 pub mod health;
 pub mod partitioner;

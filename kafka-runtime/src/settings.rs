@@ -26,6 +26,9 @@ pub struct KafkaSettings {
     /// A loop that has failed to recover (rebuilding its clients) for this long gives up and
     /// returns an error, for its supervisor to restart it or the process to exit.
     pub give_up_after_ms: u64,
+    /// How often a process with transactional loops looks for hanging transactions on the
+    /// namespace's partitions (see [`crate::hanging`]), in milliseconds; 0 turns it off.
+    pub hanging_sweep_ms: u64,
 }
 
 impl Default for KafkaSettings {
@@ -38,6 +41,7 @@ impl Default for KafkaSettings {
             session_timeout_ms: 10_000,
             stall_after_ms: 30_000,
             give_up_after_ms: 600_000,
+            hanging_sweep_ms: 15_000,
         }
     }
 }
