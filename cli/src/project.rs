@@ -144,7 +144,9 @@ pub async fn run(
         .with_generation(deps.store.active_generation(name).await?)
         .await?;
     let deps = ProjectorDeps { store, ..deps };
-    let options = ProjectorOptions::live(format!("{}projector.{name}", cfg.topic_prefix));
+    let group = format!("{}projector.{name}", cfg.topic_prefix);
+    let mut options = ProjectorOptions::live(group.clone());
+    options.instance_id = Some(format!("{group}-{}", cfg.instance_id));
     tracing::info!(projection = name, "starting");
     let read = match kind {
         ProjectionKind::Products => runner::run::<Products>(deps, options, shutdown).await,

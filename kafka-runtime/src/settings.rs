@@ -87,8 +87,20 @@ impl KafkaSettings {
     }
 
     /// A consumer in `group_id` that reads only committed records and never commits on its own.
-    pub fn transactional_consumer(&self, group_id: &str) -> ClientConfig {
+    ///
+    /// With an `instance_id` it is a static member (`group.instance.id`): an instance restarted
+    /// after a crash takes its partitions back at once, instead of waiting for the session of
+    /// its dead predecessor to time out and the whole group to rebalance. Two live instances
+    /// with the same id fence each other, as with transactional ids.
+    pub fn transactional_consumer(
+        &self,
+        group_id: &str,
+        instance_id: Option<&str>,
+    ) -> ClientConfig {
         let mut c = ClientConfig::new();
+        if let Some(id) = instance_id {
+            c.set("group.instance.id", id);
+        }
         c.set("bootstrap.servers", &self.bootstrap_servers)
             .set("group.id", group_id)
             .set("isolation.level", "read_committed")

@@ -165,7 +165,7 @@ impl Engine<'_> {
         };
         let consumer: LoopConsumer = self
             .settings
-            .transactional_consumer(&self.spec.group_id)
+            .transactional_consumer(&self.spec.group_id, self.spec.instance_id.as_deref())
             .create_with_context(context)?;
         let topics: Vec<&str> = self.spec.input_topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;

@@ -155,6 +155,9 @@ pub struct Spec {
     pub input_topics: Vec<String>,
     /// Consumer group.
     pub group_id: String,
+    /// Static membership id (`group.instance.id`), unique per running instance; `None` for a
+    /// dynamic member.
+    pub instance_id: Option<String>,
     /// Where records that cannot be handled go.
     pub dlq_topic: String,
     /// Most records per batch.
@@ -189,6 +192,7 @@ impl Spec {
             name: name.into(),
             input_topics,
             group_id: group_id.into(),
+            instance_id: None,
             dlq_topic: dlq_topic.into(),
             batch_max: 2_000,
             batch_wait: Duration::from_millis(100),

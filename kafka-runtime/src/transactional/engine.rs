@@ -179,7 +179,7 @@ fn new_consumer(
 ) -> Result<(BaseConsumer<LoopContext>, Arc<Mutex<RebalanceLog>>), Fault> {
     let log = Arc::new(Mutex::new(RebalanceLog::default()));
     let consumer = settings
-        .transactional_consumer(&spec.group_id)
+        .transactional_consumer(&spec.group_id, Some(&spec.transactional_id))
         .create_with_context(LoopContext { log: log.clone() })
         .map_err(|e| Fault::Stop(e.into()))?;
     Ok((consumer, log))

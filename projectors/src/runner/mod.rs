@@ -98,6 +98,8 @@ pub async fn encode_summary<T: WireRecord>(
 pub struct ProjectorOptions {
     /// Consumer group; a rebuild uses a group of its own.
     pub group_id: String,
+    /// Static membership id of a live projector instance (see `KafkaSettings::transactional_consumer`).
+    pub instance_id: Option<String>,
     /// Most events handled per write batch.
     pub batch_max: usize,
     /// Longest a batch waits for more events.
@@ -117,6 +119,7 @@ impl ProjectorOptions {
     pub fn live(group_id: String) -> Self {
         Self {
             group_id,
+            instance_id: None,
             batch_max: 2_000,
             batch_wait: Duration::from_millis(20),
             update_cache: true,
@@ -175,6 +178,7 @@ where
         options.group_id.clone(),
         deps.topics.dlq(&name),
     );
+    spec.instance_id = options.instance_id.clone();
     spec.batch_max = options.batch_max;
     spec.batch_wait = options.batch_wait;
     spec.stop_at_end = options.stop_when_caught_up;
