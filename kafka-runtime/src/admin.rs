@@ -36,9 +36,7 @@ pub async fn ensure_topics(
     settings: &KafkaSettings,
     topics: &[TopicSpec],
 ) -> Result<(), RuntimeError> {
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &settings.bootstrap_servers)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = settings.client().create()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {

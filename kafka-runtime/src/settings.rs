@@ -73,11 +73,23 @@ impl KafkaSettings {
         c
     }
 
-    /// A plain idempotent producer (murmur2 placement), for clients outside transactions.
-    pub fn producer(&self) -> ClientConfig {
+    /// What every client of the runtime shares: the brokers, and how soon it reconnects.
+    ///
+    /// librdkafka backs reconnects off exponentially up to `reconnect.backoff.max.ms` (10 s by
+    /// default), so after a broker outage of more than a few seconds a client could wait up to
+    /// 10 s more before trying the broker that is back. At 1 s a role resumes within a second of
+    /// its broker, for one connection attempt per broker per second while it is down.
+    pub fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_servers)
-            .set("enable.idempotence", "true")
+            .set("reconnect.backoff.max.ms", "1000");
+        c
+    }
+
+    /// A plain idempotent producer (murmur2 placement), for clients outside transactions.
+    pub fn producer(&self) -> ClientConfig {
+        let mut c = self.client();
+        c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "2")
@@ -97,12 +109,11 @@ impl KafkaSettings {
         group_id: &str,
         instance_id: Option<&str>,
     ) -> ClientConfig {
-        let mut c = ClientConfig::new();
+        let mut c = self.client();
         if let Some(id) = instance_id {
             c.set("group.instance.id", id);
         }
-        c.set("bootstrap.servers", &self.bootstrap_servers)
-            .set("group.id", group_id)
+        c.set("group.id", group_id)
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -120,9 +131,8 @@ impl KafkaSettings {
 
     /// A group-less reader of committed records, for restoring state from a partition.
     pub fn restore_consumer(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap_servers)
-            .set("group.id", "streamcart-restore-unused")
+        let mut c = self.client();
+        c.set("group.id", "streamcart-restore-unused")
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")

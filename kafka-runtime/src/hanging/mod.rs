@@ -227,9 +227,8 @@ impl Conns<'_> {
 
 /// Finds the hanging transactions on every partition of the namespace's topics and aborts ours.
 pub fn sweep(settings: &KafkaSettings, owners: &Owners) -> Result<SweepReport, JanitorError> {
-    let client: BaseConsumer<QuietEofContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &settings.bootstrap_servers)
-        .create_with_context(QuietEofContext)?;
+    let client: BaseConsumer<QuietEofContext> =
+        settings.client().create_with_context(QuietEofContext)?;
     let metadata = client.fetch_metadata(None, Duration::from_secs(10))?;
     let brokers: BTreeMap<i32, Broker> = metadata
         .brokers()
