@@ -300,7 +300,6 @@ fn dead_letters(world: &World) -> BTreeMap<String, i64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "not yet reliable enough for CI: run it alone with `cargo test -p streamcart-tests --test chaos -- --ignored` (see README)"]
 async fn a_flash_sale_survives_broker_registry_and_store_faults_and_rotating_kills() {
     let world = Arc::new(World::new("chaos").await);
     let table = format!("{}order_summary", world.prefix.replace('.', "_"));

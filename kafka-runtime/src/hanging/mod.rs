@@ -84,6 +84,11 @@ pub fn spawn(
     owners: Owners,
     interval: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    tracing::info!(
+        every_ms = interval.as_millis() as u64,
+        namespace = %owners.topic_prefix,
+        "sweeping for hanging transactions"
+    );
     std::thread::Builder::new()
         .name("hanging-txn-sweep".into())
         .spawn(move || {
