@@ -53,15 +53,6 @@ const MIN_KILLS: usize = 20;
 /// Longest a consumer group may take to commit again after a fault ends (the goal is 10 s).
 const RECOVERY_BOUND: Duration = Duration::from_secs(90);
 
-fn stack(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack");
-    let status = std::process::Command::new(script)
-        .args(args)
-        .status()
-        .expect("scripts/stack");
-    assert!(status.success(), "scripts/stack {args:?} failed");
-}
-
 /// The broker's pid (the leader of its process group).
 fn broker_pid() -> String {
     let dir = std::env::var("STREAMCART_STACK_DIR")
@@ -98,13 +89,6 @@ fn broker_signal(signal: &str) {
     assert!(status.success(), "kill -{signal} the broker ({pid})");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// The running roles, restartable by name.
 struct Roles<'w> {
     world: &'w World,
@@ -118,7 +102,7 @@ impl<'w> Roles<'w> {
     fn start(world: &'w World) -> Self {
         let mut r = Self {
             world,
-            port: free_port(),
+            port: support::free_port(),
             children: HashMap::new(),
             generation: 0,
             kills: BTreeMap::new(),
@@ -465,18 +449,18 @@ async fn a_flash_sale_survives_broker_registry_and_store_faults_and_rotating_kil
                 broker_signal("KILL");
                 tokio::task::block_in_place(|| {
                     wait_broker_gone(&pid);
-                    stack(&["start", "kafka"]);
+                    support::stack(&["start", "kafka"]);
                 });
             }
             "registry stopped 30 s" => {
-                tokio::task::block_in_place(|| stack(&["stop", "registry"]));
+                tokio::task::block_in_place(|| support::stack(&["stop", "registry"]));
                 tokio::time::sleep(Duration::from_secs(30)).await;
-                tokio::task::block_in_place(|| stack(&["start", "registry"]));
+                tokio::task::block_in_place(|| support::stack(&["start", "registry"]));
             }
             _ => {
-                tokio::task::block_in_place(|| stack(&["stop", "cassandra"]));
+                tokio::task::block_in_place(|| support::stack(&["stop", "cassandra"]));
                 tokio::time::sleep(Duration::from_secs(30)).await;
-                tokio::task::block_in_place(|| stack(&["start", "cassandra"]));
+                tokio::task::block_in_place(|| support::stack(&["start", "cassandra"]));
             }
         }
         let end = Instant::now();

@@ -15,21 +15,12 @@ use streamcart_tests::read_models::{World, now_ms};
 
 const PRODUCTS: usize = 20;
 
-fn stack(args: &[&str]) {
-    let status =
-        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack"))
-            .args(args)
-            .status()
-            .expect("scripts/stack");
-    assert!(status.success(), "scripts/stack {args:?} failed");
-}
-
 /// Starts the registry again however the test ends: later tests need it.
 struct RegistryBack;
 
 impl Drop for RegistryBack {
     fn drop(&mut self) {
-        stack(&["start", "registry"]);
+        support::stack(&["start", "registry"]);
     }
 }
 
@@ -69,7 +60,7 @@ async fn a_sink_waits_for_the_registry_instead_of_dead_lettering() {
 
     // The sink starts (a fresh converter, nothing cached) with the registry down.
     let _back = {
-        tokio::task::block_in_place(|| stack(&["stop", "registry"]));
+        tokio::task::block_in_place(|| support::stack(&["stop", "registry"]));
         RegistryBack
     };
     let _pipelines = Pipelines {
@@ -87,7 +78,7 @@ async fn a_sink_waits_for_the_registry_instead_of_dead_lettering() {
     );
     // Long enough for the sink to have tried every record several times.
     tokio::time::sleep(Duration::from_secs(20)).await;
-    tokio::task::block_in_place(|| stack(&["start", "registry"]));
+    tokio::task::block_in_place(|| support::stack(&["start", "registry"]));
 
     let (pg, conn) = tokio_postgres::connect(&support::postgres_url(), tokio_postgres::NoTls)
         .await

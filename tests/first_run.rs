@@ -27,13 +27,6 @@ const START_WAIT: Duration = Duration::from_secs(180);
 /// The promise under test: an authorized order is confirmed this soon after it is placed.
 const CONFIRM_WITHIN: Duration = Duration::from_secs(15);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn token(sub: &str, roles: &[&str]) -> String {
     let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
     streamcart_api::auth::mint_hs256(SECRET, sub, &roles, 600).expect("token")
@@ -113,7 +106,7 @@ async fn an_authorized_order_is_confirmed_on_the_first_run() {
     let id = support::unique("firstrun");
     let prefix = format!("{id}.");
     let topics = Topics::with_prefix(prefix.clone());
-    let port = free_port();
+    let port = support::free_port();
     let log_name = format!("first-run-{id}");
     let _system = support::spawn_streamcart(
         &["run"],

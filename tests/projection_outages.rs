@@ -19,16 +19,6 @@ use streamcart_tests as support;
 use streamcart_tests::read_models::{World, now_ms, wait_equal};
 use uuid::Uuid;
 
-fn stack(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack");
-    let status = std::process::Command::new("bash")
-        .arg(script)
-        .args(args)
-        .status()
-        .expect("scripts/stack");
-    assert!(status.success(), "scripts/stack {args:?} failed");
-}
-
 async fn place_orders(
     world: &World,
     customer: &CustomerId,
@@ -114,12 +104,12 @@ async fn projectors_ride_out_cassandra_and_redis_outages() {
     wait_equal(&store, &world, "before the outage").await;
 
     // Cassandra goes away for 30 s while orders keep flowing.
-    tokio::task::block_in_place(|| stack(&["stop", "cassandra"]));
+    tokio::task::block_in_place(|| support::stack(&["stop", "cassandra"]));
     for _ in 0..6 {
         placed.extend(place_orders(&world, &customer, &skus, 10).await);
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
-    tokio::task::block_in_place(|| stack(&["start", "cassandra"]));
+    tokio::task::block_in_place(|| support::stack(&["start", "cassandra"]));
     let store = CassandraStore::connect(&support::cassandra_node(), &world.keyspace)
         .await
         .expect("store after restart");
@@ -141,7 +131,7 @@ async fn projectors_ride_out_cassandra_and_redis_outages() {
     )
     .await
     .expect("cache");
-    tokio::task::block_in_place(|| stack(&["stop", "redis"]));
+    tokio::task::block_in_place(|| support::stack(&["stop", "redis"]));
     world
         .send(
             Context::Catalog,
@@ -156,7 +146,7 @@ async fn projectors_ride_out_cassandra_and_redis_outages() {
         .flush(Duration::from_secs(30))
         .expect("flush");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    tokio::task::block_in_place(|| stack(&["start", "redis"]));
+    tokio::task::block_in_place(|| support::stack(&["start", "redis"]));
     wait_equal(
         &store,
         &world,

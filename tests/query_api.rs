@@ -25,13 +25,6 @@ fn fixture(name: &str) -> String {
     format!("{FIXTURES}/{name}")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 fn epoch_seconds() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -64,15 +57,6 @@ fn rs256(sub: &str, roles: &[&str], key_file: &str, expires_in: i64) -> String {
     .expect("rs256 token")
 }
 
-fn stack(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack");
-    let status = std::process::Command::new(script)
-        .args(args)
-        .status()
-        .expect("scripts/stack");
-    assert!(status.success(), "scripts/stack {args:?} failed");
-}
-
 /// One edge over one world: `streamcart run` (every role) and a separate `streamcart serve`,
 /// which the test talks to, so an edge is measured on its own.
 struct Edge {
@@ -100,9 +84,9 @@ fn edge_env(port: u16, extra: &[(&'static str, String)]) -> Vec<(&'static str, S
 
 impl Edge {
     async fn start(world: World, with_roles: bool, extra: &[(&'static str, String)]) -> Self {
-        let roles =
-            with_roles.then(|| world.spawn_with(&["run"], &edge_env(free_port(), &[]), "run"));
-        let port = free_port();
+        let roles = with_roles
+            .then(|| world.spawn_with(&["run"], &edge_env(support::free_port(), &[]), "run"));
+        let port = support::free_port();
         let edge = world.spawn_with(&["serve"], &edge_env(port, extra), "serve");
         let base = format!("http://127.0.0.1:{port}");
         let http = Client::builder()
@@ -280,7 +264,7 @@ async fn commands_reads_and_read_your_writes_over_every_endpoint() {
         _edge: bare_edge,
         ..
     } = bare;
-    let roles = world.spawn_with(&["run"], &edge_env(free_port(), &[]), "run");
+    let roles = world.spawn_with(&["run"], &edge_env(support::free_port(), &[]), "run");
     let edge = Edge {
         world,
         base: bare_base,
@@ -892,7 +876,7 @@ async fn product_cache_collapses_misses_remembers_unknown_ids_and_tls_serves() {
     let world = World::new("qcache").await;
     let tag = world.keyspace.clone();
     let prefix = world.prefix.clone();
-    let tls_port = free_port();
+    let tls_port = support::free_port();
     let edge = Edge::start(world, true, &[]).await;
     let admin = hs256("admin-1", &["catalog_admin"]);
     let sku = format!("{tag}-MUG");
@@ -1049,7 +1033,7 @@ async fn redis_scylla_and_kafka_outages_degrade_without_hanging() {
     assert_eq!(status, StatusCode::OK);
 
     // Redis down: products are read from ScyllaDB, promptly.
-    tokio::task::block_in_place(|| stack(&["stop", "redis"]));
+    tokio::task::block_in_place(|| support::stack(&["stop", "redis"]));
     let failures_before = edge.metric("cache_failures").await;
     for _ in 0..5 {
         let started = Instant::now();
@@ -1062,7 +1046,7 @@ async fn redis_scylla_and_kafka_outages_degrade_without_hanging() {
         );
     }
     assert!(edge.metric("cache_failures").await > failures_before);
-    tokio::task::block_in_place(|| stack(&["start", "redis"]));
+    tokio::task::block_in_place(|| support::stack(&["start", "redis"]));
 
     // Refill the (empty) cache, then ScyllaDB down: the cached product is still served, every
     // other read is a prompt 503 with a clear body.
@@ -1080,7 +1064,7 @@ async fn redis_scylla_and_kafka_outages_degrade_without_hanging() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tokio::task::block_in_place(|| stack(&["stop", "cassandra"]));
+    tokio::task::block_in_place(|| support::stack(&["stop", "cassandra"]));
     let (status, body) = edge.get(&format!("/v1/products/{sku}"), None).await;
     assert_eq!(status, StatusCode::OK, "cached product not served: {body}");
     for (path, token) in [
@@ -1103,7 +1087,7 @@ async fn redis_scylla_and_kafka_outages_degrade_without_hanging() {
         );
         assert!(started.elapsed() < Duration::from_secs(5), "{path} hung");
     }
-    tokio::task::block_in_place(|| stack(&["start", "cassandra"]));
+    tokio::task::block_in_place(|| support::stack(&["start", "cassandra"]));
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let (status, _) = edge
@@ -1120,7 +1104,7 @@ async fn redis_scylla_and_kafka_outages_degrade_without_hanging() {
     }
 
     // Kafka down: commands are refused with 503 within a bound, never hung; reads go on.
-    tokio::task::block_in_place(|| stack(&["stop", "kafka"]));
+    tokio::task::block_in_place(|| support::stack(&["stop", "kafka"]));
     for attempt in 0..3 {
         let started = Instant::now();
         let (status, body) = edge
@@ -1144,7 +1128,7 @@ async fn redis_scylla_and_kafka_outages_degrade_without_hanging() {
     }
     let (status, _) = edge.get(&format!("/v1/products/{sku}"), None).await;
     assert_eq!(status, StatusCode::OK);
-    tokio::task::block_in_place(|| stack(&["start", "kafka"]));
+    tokio::task::block_in_place(|| support::stack(&["start", "kafka"]));
     // Back: commands reach Kafka again.
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {

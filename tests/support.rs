@@ -235,3 +235,23 @@ pub fn spawn_streamcart(args: &[&str], env: &[(&str, String)], log_name: &str) -
 pub mod ledger;
 pub mod pipelines;
 pub mod read_models;
+
+/// Runs `scripts/stack ARGS` (e.g. `stop registry`) and fails the test if it fails: for tests
+/// that stop and start servers of the shared stack.
+pub fn stack(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack");
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .status()
+        .expect("scripts/stack");
+    assert!(status.success(), "scripts/stack {args:?} failed");
+}
+
+/// A TCP port nothing listens on right now, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
