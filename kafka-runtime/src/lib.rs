@@ -7,6 +7,7 @@
 //! - [`at_least_once`]: the consume → apply → commit loop for idempotent effects outside Kafka
 //!   (read models), committing offsets only past records whose every effect is durable.
 //! - [`hanging`]: finding and aborting transactions no coordinator will ever finish.
+//! - [`record`]: a consumed record as every handler sees it.
 //! - [`restore`]: reading a partition to its end, for rebuilding state on assignment.
 //! - [`admin`]: creating topics with their partition counts and cleanup policies.
 //! - [`client_log`]: librdkafka's client reports at the right level (partition ends are no errors).
@@ -26,6 +27,7 @@ pub mod hanging;
 pub mod headers;
 pub mod health;
 pub mod partitioner;
+pub mod record;
 pub mod restore;
 pub mod settings;
 pub mod shutdown;

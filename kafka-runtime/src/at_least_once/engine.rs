@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -342,7 +342,7 @@ impl Engine<'_> {
         let mut item_ids = Vec::with_capacity(batch.len());
         let mut flow = Flow::Done;
         'records: for (m, id) in batch.iter().zip(&ids) {
-            let record = record_of(m);
+            let record = Record::of(m);
             let mut backoff = self.backoff();
             loop {
                 match self.call(handler.decode(&record)).await {
@@ -485,7 +485,7 @@ impl Engine<'_> {
             return Flow::Done;
         };
         let flow = self
-            .dead_letter(&record_of(m), kind, reason, deadline)
+            .dead_letter(&Record::of(m), kind, reason, deadline)
             .await;
         if flow == Flow::Done {
             ledger.settle(id, Settlement::DeadLettered);
@@ -733,25 +733,6 @@ fn caught_up(ends: &BTreeMap<PartitionKey, i64>, consumer: &LoopConsumer) -> boo
                 Some(Offset::Offset(o)) if o >= *high
             )
     })
-}
-
-fn record_of(m: &OwnedMessage) -> Record<'_> {
-    let headers = m
-        .headers()
-        .map(|hs| {
-            hs.iter()
-                .map(|h| (h.key, h.value.unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
-    Record {
-        topic: m.topic(),
-        partition: m.partition(),
-        offset: m.offset(),
-        key: m.key(),
-        payload: m.payload(),
-        headers,
-    }
 }
 
 fn owned_headers(headers: &RecordHeaders) -> OwnedHeaders {

@@ -39,32 +39,8 @@ use tokio_util::sync::CancellationToken;
 use crate::dead_letter::{DeadLetter, RecordHeaders};
 use crate::{HandleError, KafkaSettings, RuntimeError};
 
-/// One consumed record as a handler sees it.
-#[derive(Debug, Clone)]
-pub struct Record<'a> {
-    /// Source topic.
-    pub topic: &'a str,
-    /// Source partition.
-    pub partition: i32,
-    /// Offset in the source partition.
-    pub offset: i64,
-    /// Record key.
-    pub key: Option<&'a [u8]>,
-    /// Record value.
-    pub payload: Option<&'a [u8]>,
-    /// Record headers, in order (a header without value is empty).
-    pub headers: Vec<(&'a str, &'a [u8])>,
-}
-
-impl<'a> Record<'a> {
-    /// The value of the first header called `name`.
-    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| *v)
-    }
-}
+/// One consumed record as a handler sees it (shared with the transactional loop).
+pub use crate::record::Record;
 
 /// A record a batch produces; the batch's offsets are committed only once it is acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]

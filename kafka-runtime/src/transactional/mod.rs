@@ -29,32 +29,8 @@ use tokio_util::sync::CancellationToken;
 use crate::health::LoopHealth;
 use crate::{HandleError, KafkaSettings, RuntimeError};
 
-/// One input record as the handler sees it.
-#[derive(Debug)]
-pub struct InputRecord<'a> {
-    /// Source topic.
-    pub topic: &'a str,
-    /// Source partition.
-    pub partition: i32,
-    /// Offset in the source partition.
-    pub offset: i64,
-    /// Record key.
-    pub key: Option<&'a [u8]>,
-    /// Record value.
-    pub payload: Option<&'a [u8]>,
-    /// Record headers, in order, borrowed from the consumer (a header without value is empty).
-    pub headers: Vec<(&'a str, &'a [u8])>,
-}
-
-impl<'a> InputRecord<'a> {
-    /// The value of the first header called `name`.
-    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| *v)
-    }
-}
+/// One input record as the handler sees it (shared with the at-least-once loop).
+pub use crate::record::Record as InputRecord;
 
 /// A record to produce in the current transaction.
 #[derive(Debug, Clone)]
