@@ -27,7 +27,7 @@ use rdkafka::message::Message;
 use streamcart_kafka_runtime::admin::{CoPartitionError, co_partitioned};
 use streamcart_kafka_runtime::headers;
 use streamcart_kafka_runtime::partitioner::partition_for;
-use streamcart_kafka_runtime::restore::read_partition;
+use streamcart_kafka_runtime::restore::Restorer;
 use streamcart_kafka_runtime::trace::TraceContext;
 use streamcart_kafka_runtime::transactional::{Delivered, InputRecord, OutRecord, TxnHandler};
 use streamcart_kafka_runtime::{HandleError, KafkaSettings, RuntimeError};
@@ -358,52 +358,39 @@ where
         let snapshots = self.topics.snapshots(A::CONTEXT);
         let events = self.topics.events(A::CONTEXT);
         let mut checkpoint: Option<i64> = None;
-        read_partition(
-            &self.settings,
-            &snapshots,
-            partition,
-            0,
-            self.tuning.restore_timeout,
-            |m| {
-                let Some(bytes) = m.payload() else {
-                    return Ok(());
-                };
-                let snap: Snapshot<A::State> =
-                    decode_blocking(&self.rt, &self.codec, bytes).map_err(|e| e.to_string())?;
-                if snap.aggregate_id.is_empty() {
-                    checkpoint = snap.event_offset;
-                } else {
-                    table.load_snapshot(
-                        snap.aggregate_id,
-                        snap.version,
-                        snap.state,
-                        snap.recent_command_ids,
-                    );
-                }
-                Ok(())
-            },
-        )?;
+        let restorer = Restorer::new(&self.settings)?;
+        restorer.read(&snapshots, partition, 0, self.tuning.restore_timeout, |m| {
+            let Some(bytes) = m.payload() else {
+                return Ok(());
+            };
+            let snap: Snapshot<A::State> =
+                decode_blocking(&self.rt, &self.codec, bytes).map_err(|e| e.to_string())?;
+            if snap.aggregate_id.is_empty() {
+                checkpoint = snap.event_offset;
+            } else {
+                table.load_snapshot(
+                    snap.aggregate_id,
+                    snap.version,
+                    snap.state,
+                    snap.recent_command_ids,
+                );
+            }
+            Ok(())
+        })?;
         let from = checkpoint.map_or(0, |o| o + 1);
         let mut last_event_offset = checkpoint;
         let mut replayed = 0u64;
-        read_partition(
-            &self.settings,
-            &events,
-            partition,
-            from,
-            self.tuning.restore_timeout,
-            |m| {
-                let Some(bytes) = m.payload() else {
-                    return Ok(());
-                };
-                let event: EventEnvelope<A::Event> =
-                    decode_blocking(&self.rt, &self.codec, bytes).map_err(|e| e.to_string())?;
-                table.replay(&event).map_err(|e| e.to_string())?;
-                last_event_offset = Some(m.offset());
-                replayed += 1;
-                Ok(())
-            },
-        )?;
+        restorer.read(&events, partition, from, self.tuning.restore_timeout, |m| {
+            let Some(bytes) = m.payload() else {
+                return Ok(());
+            };
+            let event: EventEnvelope<A::Event> =
+                decode_blocking(&self.rt, &self.codec, bytes).map_err(|e| e.to_string())?;
+            table.replay(&event).map_err(|e| e.to_string())?;
+            last_event_offset = Some(m.offset());
+            replayed += 1;
+            Ok(())
+        })?;
         table.commit();
         tracing::info!(
             aggregate = A::NAME,

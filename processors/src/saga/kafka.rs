@@ -20,7 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use streamcart_aggregates::orders::{CatalogEntry, OrderEvent, PriceBook};
 use streamcart_aggregates::values::{OrderId, Sku};
 use streamcart_kafka_runtime::headers;
-use streamcart_kafka_runtime::restore::read_partition;
+use streamcart_kafka_runtime::restore::Restorer;
 use streamcart_kafka_runtime::trace::TraceContext;
 use streamcart_kafka_runtime::transactional::{InputRecord, OutRecord, TxnHandler};
 use streamcart_kafka_runtime::{HandleError, KafkaSettings, RuntimeError};
@@ -227,9 +227,10 @@ impl TxnHandler for DeadlinesHandler {
     fn on_assigned(&mut self, partitions: &[(String, i32)]) -> Result<(), RuntimeError> {
         // The whole partition is read to its end: events the loop then consumes again (those
         // after the committed offset) only re-add or re-remove the same entries.
+        let restorer = Restorer::new(&self.settings)?;
         for (topic, p) in partitions {
             let mut table = DeadlineTable::new();
-            read_partition(&self.settings, topic, *p, 0, self.restore_timeout, |m| {
+            restorer.read(topic, *p, 0, self.restore_timeout, |m| {
                 let Some(bytes) = m.payload() else {
                     return Ok(());
                 };
