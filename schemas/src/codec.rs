@@ -11,11 +11,9 @@
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::{Arc, Once, RwLock};
-use std::time::Duration;
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
-use reqwest::{Client, Url};
 use serde_json::Value as Json;
 
 use crate::avro_binary;
@@ -314,11 +312,9 @@ pub fn id_from_answer(subject: &str, status: u16, body: &str) -> Result<u32, Enc
 /// plus the Avro write; decoding is a map lookup plus the Avro read.
 pub struct Codec {
     topics: Topics,
-    client: Client,
-    base: Url,
     ids: RwLock<HashMap<Stream, u32>>,
     writers: RwLock<HashMap<u32, Arc<WriterSchema>>>,
-    /// Looks schemas up by content when auto-registration is off.
+    /// The registry's endpoint and HTTP client, shared with registration.
     registry: crate::register::Registry,
     auto_register: bool,
 }
@@ -327,43 +323,27 @@ impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Codec")
             .field("topics", &self.topics)
-            .field("registry", &self.base.as_str())
+            .field("registry", &self.registry.base().as_str())
             .finish_non_exhaustive()
     }
 }
 
-/// Registry calls give up after this long, so a hung registry surfaces as a retryable error.
-const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
-/// A registry that does not accept the connection this fast is as good as down.
-const REGISTRY_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 impl Codec {
     /// A codec for the streams named by `topics`, against the registry's Confluent API base URL
     /// (for Apicurio: `http://host:port/apis/ccompat/v7`).
     pub fn new(registry_url: &str, topics: Topics) -> Result<Self, RegistryConfigError> {
-        let invalid = |reason: String| RegistryConfigError {
-            url: registry_url.to_owned(),
-            reason,
-        };
-        let base =
-            Url::parse(registry_url.trim_end_matches('/')).map_err(|e| invalid(e.to_string()))?;
-        if base.cannot_be_a_base() {
-            return Err(invalid("not a base URL".to_owned()));
-        }
-        let client = Client::builder()
-            .timeout(REGISTRY_TIMEOUT)
-            .connect_timeout(REGISTRY_CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| invalid(e.to_string()))?;
+        let registry =
+            crate::register::Registry::new(registry_url).map_err(|e| RegistryConfigError {
+                url: registry_url.to_owned(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             topics,
-            client,
-            base,
             ids: RwLock::new(HashMap::new()),
             writers: RwLock::new(HashMap::new()),
-            registry: crate::register::Registry::new(registry_url.trim_end_matches('/'))
-                .map_err(|e| invalid(e.to_string()))?,
+            registry,
             auto_register: true,
         })
     }
@@ -379,14 +359,6 @@ impl Codec {
     /// The topic names this codec encodes for.
     pub fn topics(&self) -> &Topics {
         &self.topics
-    }
-
-    fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
-        url
     }
 
     /// Sends a request and reads the whole answer; `Err` is a transport failure (refused
@@ -438,8 +410,9 @@ impl Codec {
         }
         let body = serde_json::json!({ "schema": local.json, "schemaType": "AVRO" });
         let request = self
-            .client
-            .post(self.url(&["subjects", &subject, "versions"]))
+            .registry
+            .http()
+            .post(self.registry.url(&["subjects", &subject, "versions"]))
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
             .body(body.to_string());
         let (status, answer) =
@@ -490,7 +463,10 @@ impl Codec {
             return Ok(w);
         }
         let id_text = id.to_string();
-        let request = self.client.get(self.url(&["schemas", "ids", &id_text]));
+        let request = self
+            .registry
+            .http()
+            .get(self.registry.url(&["schemas", "ids", &id_text]));
         let (status, body) = self
             .exchange(request)
             .await

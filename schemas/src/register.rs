@@ -117,6 +117,11 @@ pub enum RegisterError {
     Schema(#[from] SchemaError),
 }
 
+/// Registry calls give up after this long, so a hung registry surfaces as a retryable error.
+const REGISTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A registry that does not accept the connection this fast is as good as down.
+const REGISTRY_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A client of the registry's Confluent-compatible API.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -137,13 +142,25 @@ impl Registry {
             return Err(invalid("not a base URL".to_owned()));
         }
         let client = Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(REGISTRY_TIMEOUT)
+            .connect_timeout(REGISTRY_CONNECT_TIMEOUT)
             .build()
             .map_err(|e| invalid(e.to_string()))?;
         Ok(Self { client, base })
     }
 
-    fn url(&self, segments: &[&str]) -> Url {
+    /// The Confluent API base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// The HTTP client (pooled connections, bounded calls), for the codec's lookups.
+    pub(crate) fn http(&self) -> &Client {
+        &self.client
+    }
+
+    /// `base/segment/...`, each segment escaped.
+    pub(crate) fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
