@@ -10,6 +10,7 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::message::Message;
 use rdkafka::producer::Producer;
+use rdkafka::types::RDKafkaErrorCode;
 use streamcart_aggregates::catalog::{ChangeCategory, CreateProduct, ProductCommand};
 use streamcart_aggregates::inventory::{ReceiveStock, StockCommand};
 use streamcart_aggregates::orders::{OrderCommand, OrderLineRequest, PlaceOrder};
@@ -245,12 +246,29 @@ async fn read_models_equal_the_events_through_crashes_redelivery_and_rebuild() {
         .map(|n| format!("{}projector.{n}", world.prefix))
         .collect();
     let group_refs: Vec<&str> = groups.iter().map(String::as_str).collect();
-    for r in admin
-        .delete_groups(&group_refs, &AdminOptions::new())
-        .await
-        .expect("delete groups")
-    {
-        r.expect("group deleted");
+    // Projectors are static group members, which do not leave their group on shutdown: a group
+    // can be deleted once their sessions have expired (10 s), as with any consumer that died.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pending = group_refs.clone();
+    while !pending.is_empty() {
+        let results = admin
+            .delete_groups(&pending, &AdminOptions::new())
+            .await
+            .expect("delete groups");
+        let mut still = Vec::new();
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((g, RDKafkaErrorCode::NonEmptyGroup)) if Instant::now() < deadline => {
+                    still.push(group_refs.iter().copied().find(|n| *n == g).expect("group"));
+                }
+                Err(e) => panic!("group not deleted: {e:?}"),
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
     let _replayers: Vec<support::Child> = ["products", "stock", "orders"]
         .iter()
