@@ -93,13 +93,14 @@ pub fn spawn(
         .name("hanging-txn-sweep".into())
         .spawn(move || {
             let mut next = Instant::now() + interval;
+            let mut unowned = Unowned::default();
             while !crate::shutdown::requested() {
                 if Instant::now() < next {
                     std::thread::sleep(Duration::from_millis(200));
                     continue;
                 }
                 match sweep(&settings, &owners) {
-                    Ok(report) => report.log(),
+                    Ok(report) => report.log(&mut unowned),
                     Err(e) => {
                         tracing::debug!(error = %e, "sweep for hanging transactions failed; will retry")
                     }
@@ -110,7 +111,7 @@ pub fn spawn(
 }
 
 /// An open transaction on one partition, as its leader describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OpenTxn {
     /// Topic.
     pub topic: String,
@@ -179,11 +180,54 @@ pub struct SweepReport {
     pub hanging: Vec<Found>,
 }
 
+/// How long an open transaction whose producer no coordinator lists must stay open before it is
+/// reported: a coordinator that is loading or moving its partitions lists nothing for a moment
+/// (seen after a broker restart), and only past the broker's longest transaction timeout
+/// (`transaction.max.timeout.ms`, 15 min by default) is such a transaction surely abandoned.
+const UNOWNED_REPORT_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Since when each open transaction without a known owner has been seen, across sweeps.
+#[derive(Debug, Default)]
+struct Unowned(HashMap<OpenTxn, Instant>);
+
+impl Unowned {
+    /// Records this sweep's unowned transactions (forgetting those gone) and returns those open
+    /// for longer than [`UNOWNED_REPORT_AFTER`].
+    fn overdue<'a>(
+        &mut self,
+        now: Instant,
+        seen: impl Iterator<Item = &'a OpenTxn>,
+    ) -> Vec<OpenTxn> {
+        let seen: Vec<&OpenTxn> = seen.collect();
+        self.0.retain(|o, _| seen.contains(&o));
+        seen.into_iter()
+            .filter(|o| {
+                let since = *self.0.entry((*o).clone()).or_insert(now);
+                now.duration_since(since) >= UNOWNED_REPORT_AFTER
+            })
+            .cloned()
+            .collect()
+    }
+}
+
 impl SweepReport {
-    fn log(&self) {
+    fn log(&self, unowned: &mut Unowned) {
+        let overdue = unowned.overdue(
+            Instant::now(),
+            self.hanging
+                .iter()
+                .filter(|f| f.owner.is_none())
+                .map(|f| &f.open),
+        );
         for f in &self.hanging {
             let o = &f.open;
-            if f.aborted {
+            if f.owner.is_none() && !overdue.contains(o) {
+                tracing::debug!(
+                    topic = %o.topic, partition = o.partition, producer_id = o.producer_id,
+                    start_offset = o.start_offset,
+                    "open transaction whose producer no coordinator lists (yet); watching it"
+                );
+            } else if f.aborted {
                 tracing::warn!(
                     topic = %o.topic, partition = o.partition, producer_id = o.producer_id,
                     producer_epoch = o.producer_epoch, start_offset = o.start_offset,
@@ -194,7 +238,8 @@ impl SweepReport {
                 tracing::error!(
                     topic = %o.topic, partition = o.partition, producer_id = o.producer_id,
                     start_offset = o.start_offset, owner = ?f.owner,
-                    "hanging transaction of a producer that is not a streamcart loop blocks this partition; \
+                    "hanging transaction of a producer that is not a streamcart loop (or that no coordinator \
+                     knows) blocks this partition; \
                      after checking with its owner, abort it with: kafka-transactions.sh --bootstrap-server <broker> \
                      abort --topic {} --partition {} --start-offset {}",
                     o.topic, o.partition, o.start_offset
@@ -616,6 +661,31 @@ mod tests {
         assert!(!is_live(&open(), Some(&other)));
         // No coordinator knows the producer any more.
         assert!(!is_live(&open(), None));
+    }
+
+    #[test]
+    fn an_unowned_transaction_is_reported_only_once_open_past_the_longest_timeout() {
+        let mut u = Unowned::default();
+        let t0 = Instant::now();
+        let o = open();
+        assert!(u.overdue(t0, [&o].into_iter()).is_empty());
+        assert!(
+            u.overdue(t0 + Duration::from_secs(60), [&o].into_iter())
+                .is_empty()
+        );
+        assert_eq!(
+            u.overdue(t0 + UNOWNED_REPORT_AFTER, [&o].into_iter()),
+            vec![o.clone()]
+        );
+        // Gone from one sweep (its coordinator finished it): the clock starts again.
+        assert!(
+            u.overdue(t0 + UNOWNED_REPORT_AFTER, std::iter::empty())
+                .is_empty()
+        );
+        assert!(
+            u.overdue(t0 + UNOWNED_REPORT_AFTER * 2, [&o].into_iter())
+                .is_empty()
+        );
     }
 
     #[test]
