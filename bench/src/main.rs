@@ -8,8 +8,10 @@
 //! naming what stalled and which consumer group lags on which topic.
 
 mod harness;
+mod hops;
 mod lag;
 mod query_api;
+mod report;
 mod saga;
 mod throughput;
 
