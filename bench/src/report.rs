@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::hops::{Hop, Summary};
 
@@ -116,12 +115,13 @@ struct SummaryJson {
     loads: Vec<LoadJson>,
 }
 
-/// The JSON summary: the capacity figure, and per load its rate, counts and per-hop percentiles.
+/// The JSON summary, pretty-printed with fields in the order declared above: the capacity
+/// figure, and per load its rate, counts and per-hop percentiles.
 pub fn to_json(
     capacity: f64,
     capacity_orders: usize,
     loads: &[LoadResult],
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<String> {
     let summary = SummaryJson {
         benchmark: "saga",
         timing: "each record timed when a read_committed consumer in the bench process received it",
@@ -140,16 +140,15 @@ pub fn to_json(
             })
             .collect(),
     };
-    Ok(serde_json::to_value(summary)?)
+    Ok(serde_json::to_string_pretty(&summary)? + "\n")
 }
 
-/// Writes `value` to `path`, pretty-printed, creating its folder.
-pub fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
+/// Writes `text` to `path`, creating its folder.
+pub fn write_json(path: &Path, text: &str) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Durations below this are drawn at it: a log axis has no zero, and the one in-transaction hop
@@ -277,7 +276,7 @@ fn series_style(i: usize, end_to_end: bool) -> ShapeStyle {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::hops::{END_TO_END, HOPS};
@@ -325,7 +324,12 @@ mod tests {
 
     #[test]
     fn the_summary_holds_each_hop_per_load() {
-        let v = to_json(321.0, 3_000, &[load()]).expect("json");
+        let text = to_json(321.0, 3_000, &[load()]).expect("json");
+        let v: Value = serde_json::from_str(&text).expect("valid json");
+        let at = |key: &str| text.find(&format!("\"{key}\"")).expect("a key");
+        // Declared order, not alphabetical: the run's figures before the per-load detail.
+        assert!(at("benchmark") < at("capacity_orders") && at("capacity_orders") < at("loads"));
+        assert!(at("from") < at("by") && at("count") < at("p50_ms"));
         assert_eq!(v["capacity_orders_per_s"], json!(321.0));
         let hops = &v["loads"][0]["hops"];
         assert_eq!(hops.as_array().map(Vec::len), Some(HOPS.len() + 1));
@@ -345,7 +349,8 @@ mod tests {
         assert_eq!(v["loads"][0]["orders_completed"], json!(200));
         let mut empty = load();
         empty.hops[0].samples.clear();
-        let v = to_json(1.0, 1, &[empty]).expect("json");
+        let v: Value =
+            serde_json::from_str(&to_json(1.0, 1, &[empty]).expect("json")).expect("valid json");
         let first = &v["loads"][0]["hops"][0];
         assert_eq!(first["count"], json!(0));
         assert!(first.get("p50_ms").is_none());
