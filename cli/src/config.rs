@@ -153,6 +153,9 @@ impl Config {
         if let Some(v) = var("STREAMCART_BATCH_MAX_RECORDS") {
             self.kafka.batch_max_records = parse("STREAMCART_BATCH_MAX_RECORDS", &v)?;
         }
+        if let Some(v) = var("STREAMCART_FETCH_WAIT_MAX_MS") {
+            self.kafka.fetch_wait_max_ms = parse("STREAMCART_FETCH_WAIT_MAX_MS", &v)?;
+        }
         if let Some(v) = var("STREAMCART_BATCH_MAX_WAIT_MS") {
             self.kafka.batch_max_wait_ms = parse("STREAMCART_BATCH_MAX_WAIT_MS", &v)?;
         }

@@ -29,6 +29,10 @@ pub struct KafkaSettings {
     /// How often a process with transactional loops looks for hanging transactions on the
     /// namespace's partitions (see [`crate::hanging`]), in milliseconds; 0 turns it off.
     pub hanging_sweep_ms: u64,
+    /// Longest a loop's consumer lets the broker hold a fetch that has nothing new
+    /// (`fetch.wait.max.ms`): with read_committed, the wait a record can spend between its
+    /// transaction's commit and its reader, on every hop of the saga.
+    pub fetch_wait_max_ms: u64,
 }
 
 impl Default for KafkaSettings {
@@ -42,6 +46,7 @@ impl Default for KafkaSettings {
             stall_after_ms: 30_000,
             give_up_after_ms: 600_000,
             hanging_sweep_ms: 15_000,
+            fetch_wait_max_ms: 50,
         }
     }
 }
@@ -124,7 +129,7 @@ impl KafkaSettings {
                 (self.session_timeout_ms / 4).max(500).to_string(),
             )
             .set("max.poll.interval.ms", "300000")
-            .set("fetch.wait.max.ms", "50")
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
             .set("partition.assignment.strategy", "cooperative-sticky");
         c
     }
