@@ -101,6 +101,12 @@ pub fn spawn(
                 }
                 match sweep(&settings, &owners) {
                     Ok(report) => report.log(&mut unowned),
+                    // Refused by the cluster's ACLs: no retry will pass, and an operator must know.
+                    Err(e @ JanitorError::Broker { code: 29 | 31 | 53, .. }) => {
+                        tracing::warn!(error = %e, "sweep for hanging transactions not authorized \
+                            (it needs Describe on the topics and transactional ids, and ClusterAction); will retry")
+                    }
+                    // Mostly a broker that is away: the next sweep tries again.
                     Err(e) => {
                         tracing::debug!(error = %e, "sweep for hanging transactions failed; will retry")
                     }
