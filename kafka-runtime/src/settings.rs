@@ -27,7 +27,9 @@ pub struct KafkaSettings {
     /// returns an error, for its supervisor to restart it or the process to exit.
     pub give_up_after_ms: u64,
     /// How often a process with transactional loops looks for hanging transactions on the
-    /// namespace's partitions (see [`crate::hanging`]), in milliseconds; 0 turns it off.
+    /// namespace's partitions (see [`crate::hanging`]), in milliseconds; 0 turns it off. A
+    /// hanging transaction blocks its partitions until the next sweep; one sweep is a metadata
+    /// request and one DescribeProducers per broker (more only while transactions are open).
     pub hanging_sweep_ms: u64,
     /// Longest a loop's consumer lets the broker hold a fetch that has nothing new
     /// (`fetch.wait.max.ms`): with read_committed, the wait a record can spend between its
@@ -45,7 +47,7 @@ impl Default for KafkaSettings {
             session_timeout_ms: 10_000,
             stall_after_ms: 30_000,
             give_up_after_ms: 600_000,
-            hanging_sweep_ms: 15_000,
+            hanging_sweep_ms: 5_000,
             fetch_wait_max_ms: 50,
         }
     }

@@ -94,12 +94,24 @@ pub fn spawn(
         .spawn(move || {
             let mut next = Instant::now() + interval;
             let mut unowned = Unowned::default();
+            let mut client: Option<BaseConsumer<QuietEofContext>> = None;
             while !crate::shutdown::requested() {
                 if Instant::now() < next {
                     std::thread::sleep(Duration::from_millis(200));
                     continue;
                 }
-                match sweep(&settings, &owners) {
+                let client = match &client {
+                    Some(c) => c,
+                    None => match settings.client().create_with_context(QuietEofContext) {
+                        Ok(c) => client.insert(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot create the sweep's Kafka client; will retry");
+                            next = Instant::now() + interval;
+                            continue;
+                        }
+                    },
+                };
+                match sweep_with(client, &owners) {
                     Ok(report) => report.log(&mut unowned),
                     // Refused by the cluster's ACLs: no retry will pass, and an operator must know.
                     Err(e @ JanitorError::Broker { code: 29 | 31 | 53, .. }) => {
@@ -285,6 +297,14 @@ impl Conns<'_> {
 pub fn sweep(settings: &KafkaSettings, owners: &Owners) -> Result<SweepReport, JanitorError> {
     let client: BaseConsumer<QuietEofContext> =
         settings.client().create_with_context(QuietEofContext)?;
+    sweep_with(&client, owners)
+}
+
+/// [`sweep`] with a metadata client kept across sweeps.
+fn sweep_with(
+    client: &BaseConsumer<QuietEofContext>,
+    owners: &Owners,
+) -> Result<SweepReport, JanitorError> {
     let metadata = client.fetch_metadata(None, Duration::from_secs(10))?;
     let brokers: BTreeMap<i32, Broker> = metadata
         .brokers()
