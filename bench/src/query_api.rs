@@ -24,8 +24,9 @@ use crate::harness::{self, env_num, env_or};
 const SKUS: usize = 8;
 /// Not counted at the start of each phase: connections open, caches and branch predictors warm.
 const WARM_UP: Duration = Duration::from_secs(2);
-/// The issue's target for p99 at half the peak rate.
-const TARGET_P99_MS: f64 = 5.0;
+/// The goal for a cached product's p99 at half the peak rate, from due time; the benchmark
+/// fails when it is missed (`BENCH_QUERY_TARGET_P99_MS` moves it).
+const TARGET_P99_MS: f64 = 2.0;
 
 fn sku(i: usize) -> String {
     format!("QAPI-{i:03}")
@@ -474,6 +475,7 @@ pub async fn run() -> anyhow::Result<()> {
     let seconds: u64 = env_num("BENCH_QUERY_SECONDS", 10).max(1);
     let rounds: usize = env_num("BENCH_ROUNDS", 3).max(1);
     let redis_requests: usize = env_num("BENCH_QUERY_REDIS_REQUESTS", 200_000);
+    let target_p99_ms: f64 = env_num("BENCH_QUERY_TARGET_P99_MS", TARGET_P99_MS);
     let prefix = harness::prefix("qapi");
     let keyspace = prefix.trim_end_matches('.').to_owned();
     let nodes = env_or("STREAMCART_CASSANDRA_NODES", "127.0.0.1:9042");
@@ -510,6 +512,7 @@ pub async fn run() -> anyhow::Result<()> {
         seconds,
         rounds,
         redis_requests,
+        target_p99_ms,
     )
     .await;
 
@@ -546,6 +549,7 @@ async fn measure(
     seconds: u64,
     rounds: usize,
     redis_requests: usize,
+    target_p99_ms: f64,
 ) -> anyhow::Result<()> {
     let addr = format!("127.0.0.1:{}", free_port()?);
     let _serve = harness::spawn_role(
@@ -692,7 +696,7 @@ async fn measure(
     let open_p99 = med(|r| r.open_p99);
     let redis_get = med(|r| r.redis_get.rps);
     let errors: u64 = results.iter().map(|r| r.errors).sum();
-    let met = open_p99 < TARGET_P99_MS;
+    let met = open_p99 <= target_p99_ms;
     println!();
     println!(
         "query-api (GET /v1/products/{{sku}} over {SKUS} cached products; {connections} \
@@ -736,12 +740,16 @@ async fn measure(
         med(|r| r.slop_p99)
     );
     println!(
-        "target p99 < {TARGET_P99_MS} ms at half peak: {} ({open_p99:.3} ms)",
+        "target p99 <= {target_p99_ms} ms at half peak: {} ({open_p99:.3} ms)",
         if met { "met" } else { "NOT met" }
     );
     println!("api peak: {peak:.0} GETs/s");
     println!("ceiling: {redis_get:.0} GETs/s");
     println!("ratio: {:.3}", peak / redis_get.max(1e-9));
     anyhow::ensure!(errors == 0, "{errors} requests failed");
+    anyhow::ensure!(
+        met,
+        "p99 at half peak was {open_p99:.3} ms, over the {target_p99_ms} ms target"
+    );
     Ok(())
 }
