@@ -9,9 +9,17 @@
 //! the fence lands it drops those markers ("couldn't find leader endpoint ... likely deleted")
 //! while recording the abort as complete.
 //!
+//! A lost marker hangs offsets too. A loop's transaction also commits its input offsets, which
+//! the group coordinator keeps pending on the group's `__consumer_offsets` partition until the
+//! marker arrives; without it, every fetch of the group's committed offsets (read_committed
+//! consumers ask for stable ones) answers "unstable offset commit" forever, and the loop, though
+//! assigned its partitions, never learns where to start. Seen after a broker SIGKILL: the stock
+//! processor and the saga reactions assigned, restored and silent for good.
+//!
 //! The sweep finds them the way `kafka-transactions.sh find-hanging` does (DescribeProducers on
-//! each partition, then the coordinator's view of each producer) and aborts those written by a
-//! streamcart loop, as `kafka-transactions.sh abort` would. Aborting one of ours is safe even if
+//! each partition of the namespace's topics and on the offsets partitions of its groups, then the
+//! coordinator's view of each producer) and aborts those written by a streamcart loop, as
+//! `kafka-transactions.sh abort` would. Aborting one of ours is safe even if
 //! its commit had been acknowledged: a loop's output and its input offsets are in the same
 //! transaction, so the abort sends the input back to be handled again, with the same result.
 //! A hanging transaction of any other producer is reported with the command that aborts it and
@@ -69,6 +77,20 @@ impl Owners {
                 .is_some_and(|rest| rest.len() > 1 && rest.starts_with('-'))
         })
     }
+}
+
+/// Kafka's internal topic of committed offsets.
+const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// The `__consumer_offsets` partition that holds `group`'s offsets: Kafka's
+/// `abs(group.hashCode()) % partitions`, with Java's string hash over UTF-16 code units.
+pub fn offsets_partition(group: &str, partitions: i32) -> i32 {
+    let hash = group.encode_utf16().fold(0_i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    // Kafka's `Utils.abs` maps i32::MIN to 0.
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions.max(1)
 }
 
 /// An open transaction must still be open, at the same offset, this long after the coordinator
@@ -322,10 +344,25 @@ fn sweep_with(
     let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
     let mut report = SweepReport::default();
     for t in metadata.topics() {
-        if !t.name().starts_with(&owners.topic_prefix) || t.name().starts_with("__") {
+        let offsets = t.name() == OFFSETS_TOPIC;
+        if !offsets && (!t.name().starts_with(&owners.topic_prefix) || t.name().starts_with("__")) {
             continue;
         }
+        // Of the offsets topic, only the partitions that hold our loops' groups.
+        let ours: BTreeSet<i32> = if offsets {
+            let n = t.partitions().len() as i32;
+            owners
+                .groups
+                .iter()
+                .map(|g| offsets_partition(g, n))
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         for p in t.partitions() {
+            if offsets && !ours.contains(&p.id()) {
+                continue;
+            }
             if p.leader() >= 0 {
                 report.partitions += 1;
                 by_leader
@@ -414,6 +451,11 @@ fn sweep_with(
             }
             let owner = owner_of.get(&c.producer_id).cloned();
             let ours = owner.as_deref().is_some_and(|id| owners.is_ours(id));
+            // Other applications' groups share these partitions: their transactions are
+            // neither ours to abort nor ours to report.
+            if c.topic == OFFSETS_TOPIC && !ours {
+                continue;
+            }
             if ours {
                 write_abort_marker(conns.get(*leader)?, c)?;
             }
@@ -712,6 +754,24 @@ mod tests {
             u.overdue(t0 + UNOWNED_REPORT_AFTER * 2, [&o].into_iter())
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_group_maps_to_the_offsets_partition_kafka_uses() {
+        // Partitions read from the 4-partition `__consumer_offsets` of the local stack, where
+        // these groups' pending offset commits hung.
+        let stock = "chaos_1db392a5a1ae.inventory.stock.processor";
+        let reactions = "chaos_1db392a5a1ae.orders.saga.reactions";
+        assert_eq!(offsets_partition(stock, 4), 2);
+        assert_eq!(offsets_partition(reactions, 4), 3);
+        // Kafka's default of 50 partitions, as Java computes them.
+        assert_eq!(offsets_partition(stock, 50), 24);
+        assert_eq!(offsets_partition(reactions, 50), 27);
+        // Java's hash of "polygenelubricants" is i32::MIN, which Kafka maps to partition 0.
+        assert_eq!(offsets_partition("polygenelubricants", 50), 0);
+        assert_eq!(offsets_partition("", 50), 0);
+        // Non-ASCII names hash by UTF-16 code unit (a surrogate pair for the emoji), as Java's.
+        assert_eq!(offsets_partition("grupo-pedidos-ñ-😀", 50), 20);
     }
 
     #[test]
