@@ -156,6 +156,9 @@ impl Config {
         if let Some(v) = var("STREAMCART_FETCH_WAIT_MAX_MS") {
             self.kafka.fetch_wait_max_ms = parse("STREAMCART_FETCH_WAIT_MAX_MS", &v)?;
         }
+        if let Some(v) = var("STREAMCART_LINGER_MS") {
+            self.kafka.linger_ms = parse("STREAMCART_LINGER_MS", &v)?;
+        }
         if let Some(v) = var("STREAMCART_BATCH_MAX_WAIT_MS") {
             self.kafka.batch_max_wait_ms = parse("STREAMCART_BATCH_MAX_WAIT_MS", &v)?;
         }

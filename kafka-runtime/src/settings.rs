@@ -35,6 +35,11 @@ pub struct KafkaSettings {
     /// (`fetch.wait.max.ms`): with read_committed, the wait a record can spend between its
     /// transaction's commit and its reader, on every hop of the saga.
     pub fetch_wait_max_ms: u64,
+    /// How long a loop's transactional producer holds a record to fill a request
+    /// (`linger.ms`). The commit waits for every record's acknowledgement, and librdkafka's
+    /// linger applies to that wait too, so it adds to every hop of the saga; batching comes
+    /// anyway from the records a loop sends while a request is in flight.
+    pub linger_ms: u64,
 }
 
 impl Default for KafkaSettings {
@@ -49,6 +54,7 @@ impl Default for KafkaSettings {
             give_up_after_ms: 600_000,
             hanging_sweep_ms: 5_000,
             fetch_wait_max_ms: 50,
+            linger_ms: 5,
         }
     }
 }
@@ -65,10 +71,8 @@ impl KafkaSettings {
     pub fn transactional_producer(&self, transactional_id: &str) -> ClientConfig {
         let mut c = self.producer();
         // librdkafka requires a record's delivery deadline to fit inside its transaction.
-        // Loops write many records per transaction and commit in the background, so a longer
-        // linger than interactive producers use buys fuller produce requests at no visible cost.
         c.set("transactional.id", transactional_id)
-            .set("linger.ms", "5")
+            .set("linger.ms", self.linger_ms.to_string())
             .set(
                 "transaction.timeout.ms",
                 self.transaction_timeout_ms.to_string(),

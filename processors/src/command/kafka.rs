@@ -353,12 +353,15 @@ where
         Ok(r)
     }
 
-    fn restore(&self, partition: i32) -> Result<PartitionState<A>, RuntimeError> {
+    fn restore(
+        &self,
+        restorer: &Restorer,
+        partition: i32,
+    ) -> Result<PartitionState<A>, RuntimeError> {
         let mut table = AggregateTable::<A>::new(self.tuning.snapshots);
         let snapshots = self.topics.snapshots(A::CONTEXT);
         let events = self.topics.events(A::CONTEXT);
         let mut checkpoint: Option<i64> = None;
-        let restorer = Restorer::new(&self.settings)?;
         restorer.read(&snapshots, partition, 0, self.tuning.restore_timeout, |m| {
             let Some(bytes) = m.payload() else {
                 return Ok(());
@@ -457,8 +460,12 @@ where
             }
             Err(e) => return Err(e.into()),
         }
+        // One pair of clients for the whole assignment: a new librdkafka client takes about a
+        // second to connect and start fetching, which per partition made a four-partition
+        // restore take five seconds.
+        let restorer = Restorer::new(&self.settings)?;
         for (_, p) in partitions {
-            let state = self.restore(*p)?;
+            let state = self.restore(&restorer, *p)?;
             self.partitions.insert(*p, state);
         }
         Ok(())
