@@ -153,17 +153,26 @@ fn commit(
     shutdown: &CancellationToken,
 ) -> CommitReport {
     let t0 = Instant::now();
+    let flushed = wait_acknowledged(producer, timeout).and_then(|()| {
+        if deliveries.has_failures() {
+            Err("a record of the batch was not delivered".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    let t1 = Instant::now();
     let mut report = CommitReport {
         result: Ok(()),
-        flush: Duration::ZERO,
+        flush: t1 - t0,
         offsets: Duration::ZERO,
         commit: Duration::ZERO,
     };
+    if let Err(e) = flushed {
+        report.result = Err(Recovery::Abort(e));
+        return report;
+    }
     // One bound for the whole commit: its calls are resumed while librdkafka says they may be.
     let mut bound = Bound::new(call_budget(timeout), shutdown);
-    // The offsets go first, while the batch's records are still on their way: their round
-    // trips (AddOffsetsToTxn, TxnOffsetCommit) overlap the produce acknowledgements instead of
-    // following them. A record that then fails to deliver aborts the offsets with it.
     if job.offsets.count() > 0 {
         let Some(metadata) = job.metadata else {
             report.result = Err(Recovery::Abort("no consumer group metadata yet".into()));
@@ -172,26 +181,13 @@ fn commit(
         let sent = resume("send_offsets_to_transaction", &mut bound, |t| {
             producer.send_offsets_to_transaction(&job.offsets, &metadata, t)
         });
-        report.offsets = t0.elapsed();
+        report.offsets = t1.elapsed();
         if let Err(r) = sent {
             report.result = Err(r);
             return report;
         }
     }
-    let t1 = Instant::now();
-    let flushed = wait_acknowledged(producer, timeout).and_then(|()| {
-        if deliveries.has_failures() {
-            Err("a record of the batch was not delivered".to_string())
-        } else {
-            Ok(())
-        }
-    });
     let t2 = Instant::now();
-    report.flush = t2 - t1;
-    if let Err(e) = flushed {
-        report.result = Err(Recovery::Abort(e));
-        return report;
-    }
     // Once commit_transaction has been called, a failure no longer says whether the broker
     // committed: a retried EndTxn after the broker already wrote the commit (it restarted, or a
     // request timed out) can come back abortable. Rolling back in memory and handling the batch
