@@ -6,6 +6,11 @@
 //!
 //! Only `serve` runs: products are written into ScyllaDB and Redis directly, so no processor or
 //! projector competes for the two cores the measurement runs on.
+//!
+//! A cold phase follows: 10,000 products (`BENCH_QUERY_COLD_PRODUCTS`) that are only in ScyllaDB,
+//! each read once through the edge, so every request misses the cache and loads from the store.
+//! Its ceiling is the store's own read of as many other products, just as cold, at the same
+//! concurrency.
 
 use std::io;
 use std::process::Command;
@@ -30,6 +35,25 @@ const TARGET_P99_MS: f64 = 2.0;
 
 fn sku(i: usize) -> String {
     format!("QAPI-{i:03}")
+}
+
+/// Products of the cold phase: the edge reads `QCOLD-A-*`, the ceiling `QCOLD-B-*`, so that
+/// neither warms the other's rows.
+fn cold_sku(set: char, i: usize) -> String {
+    format!("QCOLD-{set}-{i:05}")
+}
+
+fn product_row(sku: String, i: usize) -> ProductRow {
+    ProductRow {
+        sku,
+        name: format!("Query bench product {i}"),
+        category: "query-bench".into(),
+        price_minor: 1_990 + i as i64,
+        currency: "EUR".into(),
+        discontinued: false,
+        version: 1,
+        updated_at: 1_700_000_000_000,
+    }
 }
 
 /// One HTTP/1.1 keep-alive connection, reading responses framed by Content-Length.
@@ -163,6 +187,97 @@ where
 }
 
 /// Each connection sends its next request as soon as the previous answer is in.
+/// Sends every request once, spread over `connections` keep-alive connections, each timed from
+/// send to answer; the window is the whole pass.
+async fn once_each(
+    addr: Arc<str>,
+    requests: Arc<Vec<Vec<u8>>>,
+    connections: usize,
+) -> anyhow::Result<Sample> {
+    let start = Instant::now();
+    let give_up = start + Duration::from_secs(300);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..connections {
+        let (addr, requests) = (addr.clone(), requests.clone());
+        tasks.spawn(async move {
+            let mut sample = Sample::default();
+            let mut conn: Option<Http> = None;
+            for request in requests.iter().skip(c).step_by(connections) {
+                if conn.is_none() {
+                    conn = Http::connect(&addr).await.ok();
+                }
+                let Some(http) = conn.as_mut() else {
+                    sample.errors += 1;
+                    continue;
+                };
+                let sent = Instant::now();
+                let answer = tokio::time::timeout_at(give_up.into(), http.call(request))
+                    .await
+                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+                    .map(|(status, _)| status);
+                match answer {
+                    Ok(200) => {
+                        sample.counted += 1;
+                        sample.latencies.push(sent.elapsed().as_nanos() as u64);
+                    }
+                    Ok(_) => sample.errors += 1,
+                    Err(_) => {
+                        sample.errors += 1;
+                        conn = None;
+                    }
+                }
+            }
+            sample
+        });
+    }
+    let mut total = Sample::default();
+    while let Some(done) = tasks.join_next().await {
+        total.merge(done?);
+    }
+    total.window = start.elapsed();
+    Ok(total)
+}
+
+/// The cold ceiling: the store reads each product once, over `connections` concurrent readers
+/// (as many as the edge's pass has connections), each timed from call to row.
+async fn store_pass(
+    store: &CassandraStore,
+    skus: Vec<String>,
+    connections: usize,
+) -> anyhow::Result<Sample> {
+    let skus = Arc::new(skus);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..connections {
+        let (store, skus) = (store.clone(), skus.clone());
+        tasks.spawn(async move {
+            let mut sample = Sample::default();
+            for sku in skus.iter().skip(c).step_by(connections) {
+                let sent = Instant::now();
+                match store.product(sku).await {
+                    Ok(Some(_)) => {
+                        sample.counted += 1;
+                        sample.latencies.push(sent.elapsed().as_nanos() as u64);
+                    }
+                    _ => sample.errors += 1,
+                }
+            }
+            sample
+        });
+    }
+    let mut total = Sample::default();
+    while let Some(done) = tasks.join_next().await {
+        total.merge(done?);
+    }
+    total.window = start.elapsed();
+    anyhow::ensure!(
+        total.errors == 0,
+        "cold ceiling: {} store reads failed",
+        total.errors
+    );
+    Ok(total)
+}
+
 async fn closed_loop(
     addr: Arc<str>,
     requests: Arc<Vec<Vec<u8>>>,
@@ -484,22 +599,21 @@ pub async fn run() -> anyhow::Result<()> {
 
     let store = CassandraStore::connect(&nodes, &keyspace).await?;
     let cache = ProductCache::connect(&redis, CacheOptions::for_topic_prefix(&prefix)).await?;
-    let rows: Vec<ProductRow> = (0..SKUS)
-        .map(|i| ProductRow {
-            sku: sku(i),
-            name: format!("Query bench product {i}"),
-            category: "query-bench".into(),
-            price_minor: 1_990 + i as i64,
-            currency: "EUR".into(),
-            discontinued: false,
-            version: 1,
-            updated_at: 1_700_000_000_000,
-        })
-        .collect();
+    let cold: usize = env_num("BENCH_QUERY_COLD_PRODUCTS", 10_000).max(1);
+    let rows: Vec<ProductRow> = (0..SKUS).map(|i| product_row(sku(i), i)).collect();
     let mutations: Vec<Mutation> = rows.iter().cloned().map(Mutation::UpsertProduct).collect();
     store.apply(&mutations).await?;
     for row in &rows {
         cache.put_if_newer(row).await?;
+    }
+    // The cold products go to the store only.
+    for set in ['A', 'B'] {
+        let all: Vec<Mutation> = (0..cold)
+            .map(|i| Mutation::UpsertProduct(product_row(cold_sku(set, i), i)))
+            .collect();
+        for chunk in all.chunks(500) {
+            store.apply(chunk).await?;
+        }
     }
 
     let result = measure(
@@ -513,6 +627,7 @@ pub async fn run() -> anyhow::Result<()> {
         rounds,
         redis_requests,
         target_p99_ms,
+        cold,
     )
     .await;
 
@@ -521,13 +636,12 @@ pub async fn run() -> anyhow::Result<()> {
         .session()
         .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), &[])
         .await;
-    for i in 0..SKUS {
-        let _ = redis_command(
-            &redis_host,
-            redis_port,
-            &[b"DEL", cache.key(&sku(i)).as_bytes()],
-        )
-        .await;
+    let mut keys: Vec<String> = (0..SKUS).map(|i| cache.key(&sku(i))).collect();
+    keys.extend((0..cold).map(|i| cache.key(&cold_sku('A', i))));
+    for chunk in keys.chunks(500) {
+        let mut args: Vec<&[u8]> = vec![b"DEL"];
+        args.extend(chunk.iter().map(|k| k.as_bytes()));
+        let _ = redis_command(&redis_host, redis_port, &args).await;
     }
     let _ = redis_command(
         &redis_host,
@@ -550,6 +664,7 @@ async fn measure(
     rounds: usize,
     redis_requests: usize,
     target_p99_ms: f64,
+    cold: usize,
 ) -> anyhow::Result<()> {
     let addr = format!("127.0.0.1:{}", free_port()?);
     let _serve = harness::spawn_role(
@@ -685,6 +800,27 @@ async fn measure(
     }
     let after = fetch(&addr, "/metrics").await?.1;
     let delta = |name| counter(&after, name).saturating_sub(counter(&before, name));
+
+    // Cold: the ceiling first, then the edge, each on its own products.
+    let store = CassandraStore::connect(nodes, keyspace).await?;
+    let ceiling_skus: Vec<String> = (0..cold).map(|i| cold_sku('B', i)).collect();
+    let cold_ceiling = store_pass(&store, ceiling_skus, connections).await?;
+    let cold_requests: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..cold)
+            .map(|i| get_request(&addr, &format!("/v1/products/{}", cold_sku('A', i))))
+            .collect(),
+    );
+    let cold_before = fetch(&addr, "/metrics").await?.1;
+    let cold_api = {
+        let (addr, requests) = (addr.clone(), cold_requests.clone());
+        tokio::task::spawn_blocking(move || {
+            on_own_thread(move || once_each(addr, requests, connections))
+        })
+        .await??
+    };
+    let cold_after = fetch(&addr, "/metrics").await?.1;
+    let cold_misses = counter(&cold_after, "product_cache_misses")
+        .saturating_sub(counter(&cold_before, "product_cache_misses"));
     let (hits, misses, loads) = (
         delta("product_cache_hits"),
         delta("product_cache_misses"),
@@ -739,6 +875,34 @@ async fn measure(
          {misses} misses, {loads} ScyllaDB loads; generator send slop p99 {:.3} ms",
         med(|r| r.slop_p99)
     );
+    let cold_p = cold_api.percentiles(&[50.0, 99.0, 99.9]);
+    let ceiling_p = cold_ceiling.percentiles(&[50.0, 99.0, 99.9]);
+    println!();
+    println!(
+        "cold cache ({cold} products only in ScyllaDB, each read once; {connections} connections)"
+    );
+    println!("| measure | rate | p50 | p99 | p99.9 |");
+    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "| API, cache miss then store load | {:.0} GETs/s | {:.3} ms | {:.3} ms | {:.3} ms |",
+        cold_api.rate(),
+        cold_p[0],
+        cold_p[1],
+        cold_p[2]
+    );
+    println!(
+        "| ceiling: the store's read of {cold} other products | {:.0} reads/s | {:.3} ms | {:.3} ms | {:.3} ms |",
+        cold_ceiling.rate(),
+        ceiling_p[0],
+        ceiling_p[1],
+        ceiling_p[2]
+    );
+    println!(
+        "cold: {} answered, {} errors, {cold_misses} cache misses counted by the edge; cold ratio: {:.3}",
+        cold_api.counted,
+        cold_api.errors,
+        cold_api.rate() / cold_ceiling.rate().max(1e-9)
+    );
     println!(
         "target p99 <= {target_p99_ms} ms at half peak: {} ({open_p99:.3} ms)",
         if met { "met" } else { "NOT met" }
@@ -747,6 +911,16 @@ async fn measure(
     println!("ceiling: {redis_get:.0} GETs/s");
     println!("ratio: {:.3}", peak / redis_get.max(1e-9));
     anyhow::ensure!(errors == 0, "{errors} requests failed");
+    anyhow::ensure!(
+        cold_api.errors == 0 && cold_api.counted == cold as u64,
+        "cold phase: {} of {cold} answered 200, {} failed",
+        cold_api.counted,
+        cold_api.errors
+    );
+    anyhow::ensure!(
+        cold_misses >= cold as u64,
+        "cold phase: the edge counted {cold_misses} cache misses for {cold} never-cached products"
+    );
     anyhow::ensure!(
         met,
         "p99 at half peak was {open_p99:.3} ms, over the {target_p99_ms} ms target"

@@ -16,6 +16,7 @@ use super::commit::{Committer, DELIVERY_WAIT, LoopProducer, wait_acknowledged};
 use super::contexts::{DeliveryLog, LoopContext, ProduceContext, RebalanceLog};
 use super::recovery::{Bound, CALL_TIMEOUT, FENCED, Recovery, is_fenced, resume};
 use super::{InputRecord, LoopSpec, LoopStats, OutRecord, Phases, TxnHandler};
+use crate::client_log::Throttle;
 use crate::dead_letter::dead_letter;
 use crate::health::{LoopHealth, Phase};
 use crate::{HandleError, KafkaSettings, RuntimeError};
@@ -297,6 +298,8 @@ struct Engine<'a> {
     backoff: Duration,
     phases: Phases,
     phases_since: Instant,
+    /// Consumer errors come in bursts while a broker is away: one line a second.
+    consumer_errors: Throttle,
     /// Since when the loop has had nothing to handle, and when it last looked for input that
     /// is waiting but not delivered.
     idle: Option<(Instant, Instant)>,
@@ -359,6 +362,7 @@ impl<'a> Engine<'a> {
             backoff: MIN_BACKOFF,
             phases: Phases::default(),
             phases_since: Instant::now(),
+            consumer_errors: Throttle::new(Duration::from_secs(1)),
             idle: None,
         })
     }
@@ -437,7 +441,9 @@ impl<'a> Engine<'a> {
                     if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
                         return Err(Fault::Rebuild(format!("fatal consumer error: {e}")));
                     }
-                    tracing::warn!(loop_name = %self.spec.name, error = %e, "consumer error")
+                    if let Some(held_back) = self.consumer_errors.admit(Instant::now()) {
+                        tracing::warn!(loop_name = %self.spec.name, error = %e, held_back, "consumer error")
+                    }
                 }
             }
             if let Err(r) = self.tick(handler) {
