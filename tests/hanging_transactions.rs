@@ -1,12 +1,13 @@
 //! The sweep for hanging transactions against the real broker: it describes open transactions
-//! on the namespace's partitions, asks their coordinators, and leaves every live transaction
-//! alone. (A hanging transaction cannot be made on purpose without breaking the broker; the
+//! on the namespace's partitions and on its groups' offsets partitions, asks their coordinators,
+//! and leaves every live transaction alone. (A hanging transaction cannot be made on purpose without breaking the broker; the
 //! chaos test, whose broker SIGKILL leaves them behind, proves the abort.)
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use streamcart_kafka_runtime::KafkaSettings;
 use streamcart_kafka_runtime::hanging::{Owners, sweep};
 use streamcart_tests as support;
@@ -46,6 +47,21 @@ async fn a_live_transaction_is_seen_and_left_open_until_its_producer_commits() {
             .expect("send");
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
+    // The loop's input offsets join the transaction too: pending on the group's
+    // `__consumer_offsets` partition until the transaction ends, which the sweep also covers.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("group.id", &group)
+        .create()
+        .expect("consumer");
+    let metadata = consumer.group_metadata().expect("group metadata");
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&topic, 0, Offset::Offset(1))
+        .expect("offset");
+    producer
+        .send_offsets_to_transaction(&offsets, &metadata, Duration::from_secs(30))
+        .expect("offsets into the transaction");
 
     let s = settings.clone();
     let o = owners.clone();
@@ -53,10 +69,13 @@ async fn a_live_transaction_is_seen_and_left_open_until_its_producer_commits() {
         .await
         .expect("sweep task")
         .expect("sweep");
-    assert_eq!(report.partitions, 2, "{report:?}");
     assert_eq!(
-        report.open, 2,
-        "both partitions hold the open transaction: {report:?}"
+        report.partitions, 3,
+        "the topic's two partitions and the group's offsets partition: {report:?}"
+    );
+    assert_eq!(
+        report.open, 3,
+        "both partitions and the pending offsets hold the open transaction: {report:?}"
     );
     assert!(
         report.hanging.is_empty(),
@@ -68,6 +87,21 @@ async fn a_live_transaction_is_seen_and_left_open_until_its_producer_commits() {
         .expect("the sweep left the transaction committable");
     let read = support::read_topic(&topic, 2, Duration::from_secs(30));
     assert_eq!(read.len(), 2, "both records committed");
+    let committed = consumer
+        .committed_offsets(
+            {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&topic, 0);
+                tpl
+            },
+            Duration::from_secs(30),
+        )
+        .expect("committed offsets");
+    assert_eq!(
+        committed.find_partition(&topic, 0).map(|e| e.offset()),
+        Some(Offset::Offset(1)),
+        "the offsets committed with the transaction"
+    );
 
     let s = settings.clone();
     let report = tokio::task::spawn_blocking(move || sweep(&s, &owners))
