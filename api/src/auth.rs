@@ -106,7 +106,7 @@ pub enum AuthConfigError {
         source: jsonwebtoken::errors::Error,
     },
     /// An HS256 secret that short can be brute-forced.
-    #[error("the HS256 secret must be at least 32 bytes")]
+    #[error("the HS256 secret must be at least {MIN_HS256_SECRET_BYTES} bytes")]
     WeakSecret,
 }
 
@@ -132,7 +132,9 @@ impl Verifier {
     /// A verifier for the keys in `config`; with none, every token is refused.
     pub fn new(config: &JwtConfig) -> Result<Self, AuthConfigError> {
         let hs256 = match &config.hs256_secret {
-            Some(secret) if secret.len() < 32 => return Err(AuthConfigError::WeakSecret),
+            Some(secret) if secret.len() < MIN_HS256_SECRET_BYTES => {
+                return Err(AuthConfigError::WeakSecret);
+            }
             Some(secret) => Some(Arc::new(DecodingKey::from_secret(secret.as_bytes()))),
             None => None,
         };
@@ -209,14 +211,38 @@ impl Verifier {
     }
 }
 
+/// Shortest HS256 secret the edge accepts, in bytes: a shorter one can be brute-forced.
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Why a token could not be minted; all are mistakes of the caller, none is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    /// The secret is shorter than the edge would accept.
+    #[error("the HS256 secret must be at least {MIN_HS256_SECRET_BYTES} bytes")]
+    WeakSecret,
+    /// A role the edge does not know (it would ignore it, leaving the token without it).
+    #[error("unknown role {0:?}; known roles: catalog_admin, customer, operator")]
+    UnknownRole(String),
+    /// Signing failed.
+    #[error("signing the token: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
 /// Signs an HS256 token for `subject` with `roles`, valid for `ttl_seconds`: for development
-/// and tests against an edge configured with the same secret.
+/// and tests against an edge configured with the same secret. Refuses what the edge would
+/// refuse or ignore: a secret it would not start with, and unknown roles.
 pub fn mint_hs256(
     secret: &str,
     subject: &str,
     roles: &[String],
     ttl_seconds: u64,
-) -> Result<String, jsonwebtoken::errors::Error> {
+) -> Result<String, MintError> {
+    if secret.len() < MIN_HS256_SECRET_BYTES {
+        return Err(MintError::WeakSecret);
+    }
+    if let Some(unknown) = roles.iter().find(|r| Role::parse(r).is_none()) {
+        return Err(MintError::UnknownRole(unknown.clone()));
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -227,11 +253,11 @@ pub fn mint_hs256(
         "iat": now,
         "exp": now + ttl_seconds,
     });
-    jsonwebtoken::encode(
+    Ok(jsonwebtoken::encode(
         &jsonwebtoken::Header::new(Algorithm::HS256),
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
+    )?)
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -288,6 +314,34 @@ mod tests {
             &EncodingKey::from_secret(secret.as_bytes()),
         )
         .expect("encode")
+    }
+
+    #[test]
+    fn minting_refuses_unknown_roles_and_weak_secrets() {
+        let roles = |r: &[&str]| r.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(matches!(
+            mint_hs256(SECRET, "c-1", &roles(&["customer", "astronaut"]), 60),
+            Err(MintError::UnknownRole(r)) if r == "astronaut"
+        ));
+        assert!(matches!(
+            mint_hs256("short-secret", "c-1", &roles(&["customer"]), 60),
+            Err(MintError::WeakSecret)
+        ));
+        let secret_31 = "x".repeat(MIN_HS256_SECRET_BYTES - 1);
+        assert!(matches!(
+            mint_hs256(&secret_31, "c-1", &roles(&["customer"]), 60),
+            Err(MintError::WeakSecret)
+        ));
+        let secret_32 = "x".repeat(MIN_HS256_SECRET_BYTES);
+        assert!(
+            mint_hs256(
+                &secret_32,
+                "c-1",
+                &roles(&["catalog_admin", "operator"]),
+                60
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -302,7 +302,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                     "no HS256 secret configured (api.jwt.hs256_secret or STREAMCART_JWT_HS256_SECRET)",
                 )?;
                 let token = streamcart_api::auth::mint_hs256(secret, &sub, &roles, ttl)
-                    .context("signing the token")?;
+                    .context("minting the token")?;
                 println!("{token}");
                 Ok(())
             }
