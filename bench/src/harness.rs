@@ -158,6 +158,13 @@ impl Drop for Role {
     }
 }
 
+impl Role {
+    /// The role's process id.
+    pub fn pid(&self) -> u32 {
+        lock(&self.child).id()
+    }
+}
+
 /// Roles of this run that are no longer running, with how they ended.
 pub fn exited_roles() -> Vec<String> {
     lock(&ROLES)

@@ -12,6 +12,7 @@ mod hops;
 mod lag;
 mod query_api;
 mod report;
+mod restore;
 mod saga;
 mod throughput;
 
@@ -23,6 +24,7 @@ fn default_limit(name: &str) -> u64 {
         "saga" => 3_600,
         "projection-lag" => 900,
         "query-api" => 1_800,
+        "restore" => 1_800,
         _ => 600,
     }
 }
@@ -42,8 +44,9 @@ fn main() -> anyhow::Result<()> {
             "saga" => harness::bounded(&name, limit, saga::run()).await,
             "projection-lag" => harness::bounded(&name, limit, lag::run()).await,
             "query-api" => harness::bounded(&name, limit, query_api::run()).await,
+            "restore" => harness::bounded(&name, limit, restore::run()).await,
             other => anyhow::bail!(
-                "unknown benchmark {other:?}; known: command-throughput, saga, projection-lag, query-api"
+                "unknown benchmark {other:?}; known: command-throughput, saga, projection-lag, query-api, restore"
             ),
         }
     });
