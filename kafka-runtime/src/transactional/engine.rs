@@ -709,6 +709,9 @@ impl<'a> Engine<'a> {
             self.health.set_phase(Phase::Restoring);
             handler.on_assigned(&assigned)?;
             self.health.set_phase(Phase::Running);
+            // A restore is work done: the stall bound counts from its end, not from the last
+            // commit before it (a long restore was reported as a stuck loop the moment it ended).
+            self.health.progress();
             self.owned.extend(assigned.iter().cloned());
             tracing::info!(loop_name = %self.spec.name, elapsed_ms = t0.elapsed().as_millis() as u64, "restored");
         }
