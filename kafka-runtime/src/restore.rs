@@ -1,5 +1,6 @@
-//! Reading one partition from an offset to its end, for rebuilding state on assignment.
+//! Reading partitions from an offset to their end, for rebuilding state on assignment.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -55,75 +56,135 @@ impl Restorer {
         partition: i32,
         from: i64,
         timeout: Duration,
+        on_record: F,
+    ) -> Result<u64, RuntimeError>
+    where
+        F: FnMut(&BorrowedMessage<'_>) -> Result<(), String>,
+    {
+        self.read_partitions(topic, &[(partition, from)], timeout, on_record)
+    }
+
+    /// Reads committed records of several partitions of `topic`, each from its own offset to the
+    /// end it had when the read started (as [`Restorer::read`]), all at once: one assignment,
+    /// so the broker serves every partition in the same fetches instead of one after another.
+    /// Records of different partitions interleave; within a partition they come in order.
+    pub fn read_partitions<F>(
+        &self,
+        topic: &str,
+        starts: &[(i32, i64)],
+        timeout: Duration,
         mut on_record: F,
     ) -> Result<u64, RuntimeError>
     where
         F: FnMut(&BorrowedMessage<'_>) -> Result<(), String>,
     {
-        let fail = |reason: String| RuntimeError::Restore {
+        let fail = |partition: i32, reason: String| RuntimeError::Restore {
             topic: topic.to_owned(),
             partition,
             reason,
         };
-        let consumer = &self.reader;
-        // A partition created a moment ago may not have a leader yet, or not be in the
-        // metadata of a broker that has just restarted with many partitions: retry within the
-        // timeout.
         let deadline = Instant::now() + timeout;
+        // partition → (first offset, end offset) of the partitions still being read.
+        let mut pending: HashMap<i32, (i64, i64)> = HashMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for &(partition, from) in starts {
+            let high = self.end_offset(topic, partition, deadline)?;
+            let from = from.max(0);
+            if high > from {
+                tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
+                pending.insert(partition, (from, high));
+            }
+        }
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let consumer = &self.reader;
+        consumer.assign(&tpl)?;
+        let mut read = 0u64;
+        while !pending.is_empty() {
+            let first = pending.keys().min().copied().unwrap_or_default();
+            if Instant::now() > deadline {
+                let left: Vec<_> = pending.iter().map(|(p, (_, high))| (*p, *high)).collect();
+                return Err(fail(
+                    first,
+                    format!(
+                        "partitions {left:?} (partition, end) not read to their end within {timeout:?}"
+                    ),
+                ));
+            }
+            if crate::shutdown::requested() {
+                return Err(fail(first, "shutdown requested".into()));
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    let partition = m.partition();
+                    // A record of a partition read before (still queued when the assignment
+                    // changed), or past the end of one already read, is not this read's.
+                    let Some(&(from, high)) = pending.get(&partition) else {
+                        continue;
+                    };
+                    let offset = m.offset();
+                    if m.topic() != topic || offset < from {
+                        continue;
+                    }
+                    on_record(&m).map_err(|e| fail(partition, format!("offset {offset}: {e}")))?;
+                    read += 1;
+                    if offset + 1 >= high {
+                        pending.remove(&partition);
+                    }
+                }
+                // The last records of a partition may be transaction markers, which are never
+                // delivered: the position tells when they are passed. An end-of-partition notice
+                // or a quiet poll is when to look.
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {
+                    let positions = consumer.position().ok();
+                    pending.retain(|p, (_, high)| {
+                        let at = positions
+                            .as_ref()
+                            .and_then(|t| t.find_partition(topic, *p))
+                            .and_then(|e| match e.offset() {
+                                Offset::Offset(o) => Some(o),
+                                _ => None,
+                            })
+                            .unwrap_or(-1);
+                        at < *high
+                    });
+                }
+                Some(Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::UnknownTopicOrPartition,
+                ))) => {
+                    return Err(fail(first, "topic does not exist".into()));
+                }
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
+        // Stop fetching what this read no longer needs.
+        consumer.unassign()?;
+        Ok(read)
+    }
+
+    /// The partition's high watermark, retried until `deadline`: a partition created a moment
+    /// ago may not have a leader yet, or not be in the metadata of a broker that has just
+    /// restarted with many partitions.
+    fn end_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        deadline: Instant,
+    ) -> Result<i64, RuntimeError> {
         let mut attempt = 0;
-        let high = loop {
+        loop {
             match self
                 .ends
                 .fetch_watermarks(topic, partition, Duration::from_secs(10))
             {
-                Ok((_, high)) => break high,
+                Ok((_, high)) => return Ok(high),
                 Err(e) if Instant::now() < deadline && !crate::shutdown::requested() => {
                     attempt += 1;
                     tracing::warn!(topic, partition, error = %e, attempt, "partition not ready; retrying");
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 Err(e) => return Err(e.into()),
-            }
-        };
-        if high <= from {
-            return Ok(0);
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, Offset::Offset(from.max(0)))?;
-        consumer.assign(&tpl)?;
-        let mut read = 0u64;
-        loop {
-            if current_position(consumer, topic, partition) >= high {
-                return Ok(read);
-            }
-            if Instant::now() > deadline {
-                return Err(fail(format!(
-                    "end offset {high} not reached within {timeout:?}"
-                )));
-            }
-            if crate::shutdown::requested() {
-                return Err(fail("shutdown requested".into()));
-            }
-            match consumer.poll(Duration::from_millis(100)) {
-                // A record of a partition read before (still queued when the assignment
-                // changed) is not this read's.
-                Some(Ok(m)) if m.topic() != topic || m.partition() != partition => {}
-                Some(Ok(m)) => {
-                    let offset = m.offset();
-                    on_record(&m).map_err(|e| fail(format!("offset {offset}: {e}")))?;
-                    read += 1;
-                    if offset + 1 >= high {
-                        return Ok(read);
-                    }
-                }
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(KafkaError::MessageConsumption(
-                    RDKafkaErrorCode::UnknownTopicOrPartition,
-                ))) => {
-                    return Err(fail("topic does not exist".into()));
-                }
-                Some(Err(e)) => return Err(e.into()),
-                None => {}
             }
         }
     }
@@ -143,14 +204,4 @@ where
     F: FnMut(&BorrowedMessage<'_>) -> Result<(), String>,
 {
     Restorer::new(settings)?.read(topic, partition, from, timeout, on_record)
-}
-
-fn current_position(consumer: &BaseConsumer<QuietEofContext>, topic: &str, partition: i32) -> i64 {
-    let Ok(tpl) = consumer.position() else {
-        return -1;
-    };
-    match tpl.find_partition(topic, partition).map(|p| p.offset()) {
-        Some(Offset::Offset(o)) => o,
-        _ => -1,
-    }
 }

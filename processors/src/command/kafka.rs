@@ -41,6 +41,9 @@ use streamcart_schemas::topics::Topics;
 use super::table::{AggregateTable, SnapshotPolicy};
 use crate::bindings::Bound;
 
+/// Snapshot records handed to the decoding thread at a time during a restore.
+const RESTORE_BATCH: usize = 1024;
+
 /// Rejection code of a command that arrived on a partition murmur2 does not give its key, when
 /// forwarding is off; the message names the partition it belongs to.
 pub const COMMAND_MISPLACED: &str = "command.misplaced";
@@ -353,63 +356,157 @@ where
         Ok(r)
     }
 
+    /// Rebuilds the tables of `partitions` from Kafka: every partition's snapshots, then from
+    /// each partition's latest checkpoint the events after it. Each topic is read for all the
+    /// partitions at once, so a restore costs about one read of the data, not one per partition.
     fn restore(
         &self,
         restorer: &Restorer,
-        partition: i32,
-    ) -> Result<PartitionState<A>, RuntimeError> {
-        let mut table = AggregateTable::<A>::new(self.tuning.snapshots);
+        partitions: &[i32],
+    ) -> Result<HashMap<i32, PartitionState<A>>, RuntimeError> {
+        struct Restoring<A: streamcart_aggregates::Aggregate> {
+            table: AggregateTable<A>,
+            checkpoint: Option<i64>,
+            last_event_offset: Option<i64>,
+            replayed: u64,
+        }
+        let restoring: HashMap<i32, Restoring<A>> = partitions
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    Restoring {
+                        table: AggregateTable::<A>::new(self.tuning.snapshots),
+                        checkpoint: None,
+                        last_event_offset: None,
+                        replayed: 0,
+                    },
+                )
+            })
+            .collect();
         let snapshots = self.topics.snapshots(A::CONTEXT);
         let events = self.topics.events(A::CONTEXT);
-        let mut checkpoint: Option<i64> = None;
-        restorer.read(&snapshots, partition, 0, self.tuning.restore_timeout, |m| {
-            let Some(bytes) = m.payload() else {
-                return Ok(());
-            };
-            let snap: Snapshot<A::State> =
-                decode_blocking(&self.rt, &self.codec, bytes).map_err(|e| e.to_string())?;
-            if snap.aggregate_id.is_empty() {
-                checkpoint = snap.event_offset;
-            } else {
-                table.load_snapshot(
-                    snap.aggregate_id,
-                    snap.version,
-                    snap.state,
-                    snap.recent_command_ids,
-                );
+        let from_start: Vec<(i32, i64)> = partitions.iter().map(|p| (*p, 0)).collect();
+        // Snapshots are decoded and installed on a thread of their own while this one polls:
+        // decoding costs about as much as reading, so the two together take the time of one.
+        let codec = &*self.codec;
+        let rt = &self.rt;
+        let decoded = std::thread::scope(|scope| {
+            let (batches, incoming) = std::sync::mpsc::sync_channel::<Vec<(i32, Vec<u8>)>>(16);
+            let decoder = scope.spawn(move || -> Result<HashMap<i32, Restoring<A>>, String> {
+                let mut restoring = restoring;
+                for batch in incoming {
+                    for (partition, bytes) in batch {
+                        let Some(part) = restoring.get_mut(&partition) else {
+                            continue;
+                        };
+                        let snap: Snapshot<A::State> = decode_blocking(rt, codec, &bytes)
+                            .map_err(|e| format!("partition {partition}: {e}"))?;
+                        if snap.aggregate_id.is_empty() {
+                            part.checkpoint = snap.event_offset;
+                        } else {
+                            part.table.load_snapshot(
+                                snap.aggregate_id,
+                                snap.version,
+                                snap.state,
+                                snap.recent_command_ids,
+                            );
+                        }
+                    }
+                }
+                Ok(restoring)
+            });
+            let mut batch = Vec::with_capacity(RESTORE_BATCH);
+            let read = restorer.read_partitions(
+                &snapshots,
+                &from_start,
+                self.tuning.restore_timeout,
+                |m| {
+                    if let Some(bytes) = m.payload() {
+                        batch.push((m.partition(), bytes.to_vec()));
+                    }
+                    if batch.len() >= RESTORE_BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(RESTORE_BATCH));
+                        // A decoder that stopped has its reason, reported below.
+                        batches
+                            .send(full)
+                            .map_err(|_| "snapshot decoding stopped".to_owned())?;
+                    }
+                    Ok(())
+                },
+            );
+            let flushed = read.is_ok() && batches.send(batch).is_ok();
+            drop(batches);
+            let decoding = decoder
+                .join()
+                .unwrap_or_else(|_| Err("snapshot decoding panicked".to_owned()));
+            match (read, decoding) {
+                (_, Err(reason)) => Err(RuntimeError::Restore {
+                    topic: snapshots.clone(),
+                    partition: partitions.first().copied().unwrap_or_default(),
+                    reason,
+                }),
+                (Err(e), Ok(_)) => Err(e),
+                (Ok(_), Ok(_)) if !flushed => Err(RuntimeError::Restore {
+                    topic: snapshots.clone(),
+                    partition: partitions.first().copied().unwrap_or_default(),
+                    reason: "snapshot decoding stopped".to_owned(),
+                }),
+                (Ok(_), Ok(restoring)) => Ok(restoring),
             }
-            Ok(())
-        })?;
-        let from = checkpoint.map_or(0, |o| o + 1);
-        let mut last_event_offset = checkpoint;
-        let mut replayed = 0u64;
-        restorer.read(&events, partition, from, self.tuning.restore_timeout, |m| {
-            let Some(bytes) = m.payload() else {
-                return Ok(());
-            };
-            let event: EventEnvelope<A::Event> =
-                decode_blocking(&self.rt, &self.codec, bytes).map_err(|e| e.to_string())?;
-            table.replay(&event).map_err(|e| e.to_string())?;
-            last_event_offset = Some(m.offset());
-            replayed += 1;
-            Ok(())
-        })?;
-        table.commit();
-        tracing::info!(
-            aggregate = A::NAME,
-            partition,
-            aggregates = table.len(),
-            replayed,
-            ?checkpoint,
-            "partition restored"
-        );
-        Ok(PartitionState {
-            table,
-            last_event_offset,
-            events_since_checkpoint: replayed,
-            sealed_since_checkpoint: replayed,
-            committed: (last_event_offset, replayed),
-        })
+        });
+        let mut restoring = decoded?;
+        let after_checkpoints: Vec<(i32, i64)> = restoring
+            .iter_mut()
+            .map(|(p, part)| {
+                part.last_event_offset = part.checkpoint;
+                (*p, part.checkpoint.map_or(0, |o| o + 1))
+            })
+            .collect();
+        restorer.read_partitions(
+            &events,
+            &after_checkpoints,
+            self.tuning.restore_timeout,
+            |m| {
+                let Some(bytes) = m.payload() else {
+                    return Ok(());
+                };
+                let Some(part) = restoring.get_mut(&m.partition()) else {
+                    return Ok(());
+                };
+                let event: EventEnvelope<A::Event> =
+                    decode_blocking(&self.rt, &self.codec, bytes).map_err(|e| e.to_string())?;
+                part.table.replay(&event).map_err(|e| e.to_string())?;
+                part.last_event_offset = Some(m.offset());
+                part.replayed += 1;
+                Ok(())
+            },
+        )?;
+        Ok(restoring
+            .into_iter()
+            .map(|(partition, mut part)| {
+                part.table.commit();
+                tracing::info!(
+                    aggregate = A::NAME,
+                    partition,
+                    aggregates = part.table.len(),
+                    replayed = part.replayed,
+                    checkpoint = ?part.checkpoint,
+                    "partition restored"
+                );
+                let replayed = part.replayed;
+                (
+                    partition,
+                    PartitionState {
+                        table: part.table,
+                        last_event_offset: part.last_event_offset,
+                        events_since_checkpoint: replayed,
+                        sealed_since_checkpoint: replayed,
+                        committed: (part.last_event_offset, replayed),
+                    },
+                )
+            })
+            .collect())
     }
 
     fn encode<T: streamcart_schemas::envelope::WireRecord>(
@@ -464,10 +561,8 @@ where
         // second to connect and start fetching, which per partition made a four-partition
         // restore take five seconds.
         let restorer = Restorer::new(&self.settings)?;
-        for (_, p) in partitions {
-            let state = self.restore(&restorer, *p)?;
-            self.partitions.insert(*p, state);
-        }
+        let assigned: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+        self.partitions.extend(self.restore(&restorer, &assigned)?);
         Ok(())
     }
 

@@ -4,12 +4,14 @@
 //! No Kafka here: the in-process driver and the Kafka handler both drive this table, so the
 //! rules (dedupe, optimistic concurrency, gap-free versions, roll-back) are tested without a broker.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use streamcart_aggregates::values::TimestampMillis;
 use streamcart_aggregates::{Aggregate, Rejection};
 use streamcart_schemas::envelope::{CommandEnvelope, CommandResult, EventEnvelope, Outcome};
 use uuid::Uuid;
+
+use super::entries::EntryMap;
 
 /// Rejection code for a failed `expected_version` check.
 pub const CONCURRENCY_CONFLICT: &str = "concurrency.conflict";
@@ -107,7 +109,7 @@ pub struct VersionGap {
 /// The aggregates of one partition.
 #[derive(Debug)]
 pub struct AggregateTable<A: Aggregate> {
-    entries: HashMap<String, Entry<A>>,
+    entries: EntryMap<Entry<A>>,
     /// First pre-image of every aggregate touched in each uncommitted batch (`None`: did not
     /// exist), oldest batch first.
     undo: Vec<(String, Option<Entry<A>>)>,
@@ -127,7 +129,7 @@ where
     /// An empty table.
     pub fn new(policy: SnapshotPolicy) -> Self {
         Self {
-            entries: HashMap::new(),
+            entries: EntryMap::default(),
             undo: Vec::new(),
             sealed: 0,
             touched: HashSet::new(),
@@ -218,7 +220,7 @@ where
             }
             Ok(events) => {
                 self.touch(id);
-                let entry = self.entries.entry(id.to_owned()).or_default();
+                let entry = self.entries.get_or_default(id);
                 let mut envelopes = Vec::with_capacity(events.len());
                 for event in events {
                     entry.version += 1;
@@ -261,8 +263,7 @@ where
         self.touch(aggregate_id);
         let cap = self.policy.recent_commands;
         self.entries
-            .entry(aggregate_id.to_owned())
-            .or_default()
+            .get_or_default(aggregate_id)
             .remember(command_id, version, cap);
     }
 
@@ -362,7 +363,7 @@ where
     /// Restore: applies one event read back from the events topic. Events at or below the
     /// version already held (covered by a snapshot) are skipped; a gap is an error.
     pub fn replay(&mut self, event: &EventEnvelope<A::Event>) -> Result<(), VersionGap> {
-        let entry = self.entries.entry(event.aggregate_id.clone()).or_default();
+        let entry = self.entries.get_or_default(&event.aggregate_id);
         if event.version <= entry.version {
             return Ok(());
         }
@@ -423,6 +424,7 @@ pub fn event_id(aggregate: &str, aggregate_id: &str, version: u64, command_id: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use streamcart_aggregates::Stock;
     use streamcart_aggregates::inventory::{ReceiveStock, StockCommand};
 

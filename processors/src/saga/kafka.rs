@@ -228,22 +228,36 @@ impl TxnHandler for DeadlinesHandler {
         // The whole partition is read to its end: events the loop then consumes again (those
         // after the committed offset) only re-add or re-remove the same entries.
         let restorer = Restorer::new(&self.settings)?;
-        for (topic, p) in partitions {
-            let mut table = DeadlineTable::new();
-            restorer.read(topic, *p, 0, self.restore_timeout, |m| {
+        let mut topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        for topic in topics {
+            // Every partition of the topic in one read.
+            let mut tables: HashMap<i32, DeadlineTable> = partitions
+                .iter()
+                .filter(|(t, _)| t == topic)
+                .map(|(_, p)| (*p, DeadlineTable::new()))
+                .collect();
+            let starts: Vec<(i32, i64)> = tables.keys().map(|p| (*p, 0)).collect();
+            restorer.read_partitions(topic, &starts, self.restore_timeout, |m| {
                 let Some(bytes) = m.payload() else {
+                    return Ok(());
+                };
+                let Some(table) = tables.get_mut(&m.partition()) else {
                     return Ok(());
                 };
                 let event = self.decode(bytes).map_err(|e| e.to_string())?;
                 table.on_order_event(&event);
                 Ok(())
             })?;
-            tracing::info!(
-                partition = *p,
-                open_deadlines = table.len(),
-                "deadlines restored"
-            );
-            self.tables.insert(*p, table);
+            for (p, table) in tables {
+                tracing::info!(
+                    partition = p,
+                    open_deadlines = table.len(),
+                    "deadlines restored"
+                );
+                self.tables.insert(p, table);
+            }
         }
         Ok(())
     }
