@@ -392,4 +392,22 @@ pub(crate) mod tests {
         assert!(cfg.auto_register_schemas);
         assert!(!cfg.processor.forward_misplaced_commands);
     }
+
+    #[test]
+    fn the_documented_earlier_names_are_this_table() {
+        let doc = include_str!("../../../docs/configuration.md");
+        for (var, key) in LEGACY_ENV {
+            let row = format!("| `{var}` | `{key}` |");
+            assert!(doc.contains(&row), "docs/configuration.md lacks {row}");
+        }
+        let rows = doc
+            .lines()
+            .filter(|l| l.starts_with("| `STREAMCART_"))
+            .count();
+        assert_eq!(
+            rows,
+            LEGACY_ENV.len(),
+            "docs/configuration.md has other rows"
+        );
+    }
 }
