@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything `streamcart serve` needs beyond the connections it shares with the other roles.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Address to listen on.
@@ -97,7 +97,7 @@ impl ApiConfig {
 
 /// Bearer token verification: an HS256 secret, an RS256 public key, or both (a token is checked
 /// against the key of the algorithm its header names, and no other).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtConfig {
     /// Shared secret for HS256 tokens.

@@ -507,21 +507,15 @@ impl SinkRow {
 
 /// Waits until PostgreSQL holds every demo order in its final state, then prints the rows.
 async fn show_postgres(cfg: &Config, orders: &[DemoOrder]) -> anyhow::Result<()> {
-    let url = std::env::var("STREAMCART_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres://postgres:streamcart@127.0.0.1:5432/streamcart".into());
-    let table = orders_table(
-        &cfg.topic_prefix,
-        std::env::var("STREAMCART_TABLE_PREFIX").ok(),
-    );
+    let url = &cfg.sink.postgres_url;
+    let table = orders_table(&cfg.topic_prefix, cfg.sink.table_prefix.clone());
     let (client, connection) = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_postgres::connect(&url, tokio_postgres::NoTls),
+        tokio_postgres::connect(url, tokio_postgres::NoTls),
     )
     .await
     .context("PostgreSQL did not answer within 10 s")?
-    .context("connecting to PostgreSQL (STREAMCART_POSTGRES_URL)")?;
+    .context("connecting to PostgreSQL (sink.postgres_url, STREAMCART_POSTGRES_URL)")?;
     let connection = tokio::spawn(connection);
     let ids: Vec<String> = orders.iter().map(|o| o.id.as_str().to_owned()).collect();
     let want: BTreeMap<&str, (&str, Option<&str>)> = orders

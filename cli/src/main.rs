@@ -25,7 +25,8 @@ use crate::config::Config;
 #[derive(Debug, Parser)]
 #[command(name = "streamcart", version)]
 struct Cli {
-    /// TOML configuration file (environment variables `STREAMCART_*` override it).
+    /// TOML configuration file; environment variables override it, `STREAMCART_<SECTION>__<KEY>`
+    /// for any key (docs/configuration.md).
     #[arg(long, global = true, env = "STREAMCART_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -71,6 +72,9 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Prints the effective configuration (defaults, then `--config`, then the environment)
+    /// as TOML, with secrets masked; fails, naming the key, on a value out of bounds.
+    Config,
     /// Schema registry administration.
     Schemas {
         #[command(subcommand)]
@@ -209,6 +213,7 @@ fn role_of(command: &Command) -> String {
         Command::Run => "run".to_owned(),
         Command::Demo => "demo".to_owned(),
         Command::Token { .. } => "token".to_owned(),
+        Command::Config => "config".to_owned(),
         Command::Schemas { .. } => "schemas register".to_owned(),
     }
 }
@@ -241,6 +246,13 @@ fn one_line(text: &str) -> String {
 
 fn run_command(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::load(cli.config.as_deref())?;
+    if let Command::Config = cli.command {
+        print!(
+            "{}",
+            cfg.to_masked_toml().context("printing the configuration")?
+        );
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -297,6 +309,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             Command::Serve => serve::run(cfg, shutdown::on_signals()).await,
             Command::Run => run_all(cfg).await,
             Command::Demo => demo::run(cfg).await,
+            Command::Config => Ok(()),
             Command::Token { sub, roles, ttl } => {
                 let secret = cfg.api.jwt.hs256_secret.as_deref().context(
                     "no HS256 secret configured (api.jwt.hs256_secret or STREAMCART_JWT_HS256_SECRET)",

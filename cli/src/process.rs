@@ -10,8 +10,7 @@ use streamcart_aggregates::{Product, Stock};
 use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
 use streamcart_kafka_runtime::transactional;
 use streamcart_processors::bindings::Bound;
-use streamcart_processors::command::kafka::{CommandHandler, ProcessorTuning};
-use streamcart_processors::command::table::SnapshotPolicy;
+use streamcart_processors::command::kafka::CommandHandler;
 use streamcart_processors::saga::kafka::{SharedCatalog, follow_catalog};
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::{CommandPayload, EventPayload, SnapshotState};
@@ -144,15 +143,7 @@ where
             .context("registry client")?
             .with_auto_register(cfg.auto_register_schemas),
     );
-    let tuning = ProcessorTuning {
-        snapshots: SnapshotPolicy {
-            every_events: cfg.processor.snapshot_every_events,
-            recent_commands: cfg.processor.recent_commands,
-        },
-        checkpoint_every_events: cfg.processor.checkpoint_every_events,
-        forward_misplaced: cfg.processor.forward_misplaced_commands,
-        ..ProcessorTuning::default()
-    };
+    let tuning = cfg.processor.tuning();
     let rt = tokio::runtime::Handle::current();
     let settings = cfg.kafka.clone();
     tracing::info!(processor = %name, transactional_id = %spec.transactional_id, "starting");

@@ -64,6 +64,7 @@ pub struct ProcessorTuning {
     pub metadata_timeout: Duration,
 }
 
+/// The defaults of `[processor]` in the binary's configuration come from here.
 impl Default for ProcessorTuning {
     fn default() -> Self {
         Self {

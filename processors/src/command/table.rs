@@ -25,9 +25,13 @@ pub struct SnapshotPolicy {
     pub recent_commands: usize,
 }
 
+/// The defaults of `[processor]` in the binary's configuration come from here.
 impl Default for SnapshotPolicy {
     fn default() -> Self {
         Self {
+            // A snapshot carries the aggregate's recent command ids (kilobytes), so frequent
+            // ones outweigh the events themselves; replay on restore is bounded by the
+            // partition checkpoint instead.
             every_events: 1_000,
             recent_commands: 256,
         }

@@ -360,7 +360,8 @@ pub(crate) fn paged<T, C>(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -
     Page { items, next }
 }
 
-fn check_keyspace(keyspace: &str) -> Result<(), StoreError> {
+/// Refuses a keyspace name that is not a plain CQL identifier (it is spliced into statements).
+pub fn check_keyspace(keyspace: &str) -> Result<(), StoreError> {
     let mut chars = keyspace.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
