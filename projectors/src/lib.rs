@@ -14,6 +14,8 @@
 //!   versioned migrations, switches generations for rebuilds and applies mutations through each
 //!   read model's statements; [`ProductCache`] keeps the Redis product cache in step with a
 //!   version check done inside Redis.
+//! - [`query`]: the read-model query interface readers go through ([`ReadModelStore`],
+//!   [`ProductCacheReads`]), implemented by the ScyllaDB store and the Redis cache.
 //! - [`runner`]: a read model on the shared at-least-once Kafka loop (consume, project, write,
 //!   then commit) and rebuilds into a fresh generation of the tables.
 //!
@@ -35,6 +37,7 @@ pub mod model;
 pub mod orders;
 pub mod products;
 pub mod projection;
+pub mod query;
 pub mod runner;
 pub mod stock;
 pub mod store;
@@ -46,6 +49,7 @@ pub use model::{OrderLineRow, OrderRow, OrderStatus, ProductRow, StockRow};
 pub use orders::{Orders, cancel_reason_code, order_summary, project_order};
 pub use products::{Products, product_summary, project_product};
 pub use projection::{Freshness, Mutation, Projection, fold, fold_iter, freshness};
+pub use query::{ProductCacheReads, ReadModelStore};
 pub use stock::{Stocks, project_stock};
 pub use store::{
     CacheError, CacheLookup, CacheOptions, CassandraStore, InvalidateOutcome, OrderCursor, Page,

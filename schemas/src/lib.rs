@@ -6,6 +6,7 @@
 //!   namespaced `streamcart.<context>` (shared types in `streamcart.common`).
 //! - [`topics`]: every topic and subject name, with a prefix for test isolation.
 //! - [`contract`]: the `.avsc` files assembled into one self-contained schema per stream.
+//! - [`codes`]: the rejection codes the command processor answers itself.
 //! - [`envelope`]: [`CommandEnvelope`], [`EventEnvelope`], [`CommandResult`], [`Snapshot`] and the
 //!   [`WireRecord`] trait that ties each to its stream.
 //! - `mapping`: domain ⇄ Avro `Value` for every command, event and state of the aggregates.
@@ -20,6 +21,7 @@
 
 mod avro_binary;
 pub mod codec;
+pub mod codes;
 pub mod contract;
 pub mod envelope;
 pub mod error;

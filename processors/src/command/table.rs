@@ -8,11 +8,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use streamcart_aggregates::values::TimestampMillis;
 use streamcart_aggregates::{Aggregate, Rejection};
+use streamcart_schemas::codes::CONCURRENCY_CONFLICT;
 use streamcart_schemas::envelope::{CommandEnvelope, CommandResult, EventEnvelope, Outcome};
 use uuid::Uuid;
-
-/// Rejection code for a failed `expected_version` check.
-pub const CONCURRENCY_CONFLICT: &str = "concurrency.conflict";
 
 /// When snapshots are written and how many command ids each aggregate remembers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
