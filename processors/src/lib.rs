@@ -3,8 +3,8 @@
 //! # Layout
 //! - [`command`]: the command processor — one per aggregate type, single writer per partition.
 //!   [`command::table`] holds the pure logic (dedupe, optimistic concurrency, versions, snapshot
-//!   policy, roll-back); [`command::driver`] runs it in process for tests; [`command::kafka`]
-//!   runs it in Kafka transactions on top of `streamcart-kafka-runtime`.
+//!   policy, roll-back); `command::driver` (tests, or the `testing` feature) runs it in process;
+//!   [`command::kafka`] runs it in Kafka transactions on top of `streamcart-kafka-runtime`.
 //!   [`command::catalog_copy`] is the orders context's local copy of the catalog, which the
 //!   order processor prices from, with its follower on Kafka.
 //! - [`bindings`]: which context, topics and decide-context each aggregate type uses.

@@ -17,7 +17,8 @@
 //!   `catalog.product.summary`) that Kafka Connect sinks read.
 //! - [`register`]: [`register_all`], which registers every subject with BACKWARD_TRANSITIVE.
 //! - [`error`]: mapping, encode and decode errors; decode errors say retry or dead-letter.
-//! - [`samples`]: one value of every variant, for tests here and in `tests/`.
+//! - `samples` (tests, or the `testing` feature): one value of every variant, for tests here
+//!   and in `tests/`.
 
 mod avro_binary;
 pub mod codec;
@@ -27,6 +28,7 @@ pub mod envelope;
 pub mod error;
 pub(crate) mod mapping;
 pub mod register;
+#[cfg(any(test, feature = "testing"))]
 pub mod samples;
 pub mod summary;
 pub mod topics;

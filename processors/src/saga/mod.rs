@@ -11,11 +11,18 @@
 //!   on what; [`react_to_order_event`], [`react_to_stock_event`] and [`react_to_payment_event`]
 //!   run every reaction interested in one source.
 //! - [`deadlines`]: pending order deadlines and the `ExpireOrder` commands they fire.
+//! - `driver` (tests, or the `testing` feature): the saga's processors in process, joined by
+//!   the reactions, with delivery order, redelivery and aborts left to the caller.
+//!   `properties` drives it with random interleavings.
 
 pub mod deadlines;
+#[cfg(any(test, feature = "testing"))]
+pub mod driver;
 pub mod kafka;
 pub mod reactions;
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;
 
