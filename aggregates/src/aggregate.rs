@@ -64,13 +64,3 @@ pub trait Aggregate {
         events.into_iter().fold(state, Self::evolve)
     }
 }
-
-/// Rebuilds an aggregate's state from its full history; a free-function form of [`Aggregate::replay`].
-pub fn replay<'e, A, I>(events: I) -> A::State
-where
-    A: Aggregate,
-    I: IntoIterator<Item = &'e A::Event>,
-    A::Event: 'e,
-{
-    A::replay(events)
-}

@@ -2,16 +2,17 @@
 //!
 //! # Layout
 //!
-//! - [`aggregate`]: the [`Aggregate`] and [`Rejection`] traits every aggregate implements, and
-//!   [`replay`] to rebuild a state from its history.
+//! - [`aggregate`]: the [`Aggregate`] and [`Rejection`] traits every aggregate implements
+//!   ([`Aggregate::replay`] rebuilds a state from its history).
 //! - [`values`]: money, ids and line numbers shared by every context.
 //! - [`catalog`], [`inventory`], [`orders`], [`payments`]: one aggregate each, every one with the
 //!   same files — `commands`, `events`, `state` (folded by `evolve`), `decide` (all invariants)
 //!   and `errors` (rejections with stable codes).
 //! - `testing` (tests, or the `testing` feature): a given / when / then harness shared by all
 //!   aggregates. Each aggregate module also has `tests` (given / when / then for every command
-//!   path) and `properties` (random command sequences, invariants checked after every step); a
-//!   crate-level property test wires all four through the saga reactions of the domain contract.
+//!   path) and `properties` (random command sequences, invariants checked after every step). The
+//!   four wired together by the real saga reactions are tested where those live
+//!   (`streamcart-processors`, `saga::properties`).
 //!
 //! Everything here is synchronous and free of I/O, clocks and randomness: `decide` sees only the
 //! state, the command and an explicit context (a price book, a payment policy), so the Kafka
@@ -57,10 +58,7 @@ pub mod values;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-#[cfg(test)]
-mod saga_properties;
-
-pub use aggregate::{Aggregate, AggregateState, Rejection, replay};
+pub use aggregate::{Aggregate, AggregateState, Rejection};
 pub use catalog::Product;
 pub use inventory::Stock;
 pub use orders::Order;

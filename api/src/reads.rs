@@ -9,14 +9,18 @@
 //!
 //! Readers follow the generation each projection's readers are switched to (`projector
 //! rebuild`), re-checked every few seconds.
+//!
+//! Everything here goes through the read-model query interface of `streamcart-projectors`
+//! ([`ReadModelStore`], [`ProductCacheReads`]); which stores answer is chosen where the edge is
+//! put together ([`crate::state::EdgeReads`]).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use streamcart_projectors::{
-    CacheLookup, CacheOptions, CassandraStore, OrderCursor, OrderRow, Orders, Page, ProductCache,
-    ProductRow, Products, Projection, StockRow, Stocks, StoreError,
+    CacheError, CacheLookup, OrderCursor, OrderRow, Orders, Page, ProductCacheReads, ProductRow,
+    Products, Projection, ReadModelStore, StockRow, Stocks, StoreError,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -57,20 +61,21 @@ type ProductLoad = Result<Option<ProductRow>, StoreFailure>;
 
 /// The stores of the three read models, each at its projection's active generation.
 #[derive(Debug)]
-struct Generations {
-    products: RwLock<Arc<CassandraStore>>,
-    stock: RwLock<Arc<CassandraStore>>,
-    orders: RwLock<Arc<CassandraStore>>,
+struct Generations<S> {
+    products: RwLock<Arc<S>>,
+    stock: RwLock<Arc<S>>,
+    orders: RwLock<Arc<S>>,
 }
 
-/// Everything a query handler reads.
+/// Everything a query handler reads: the read-model tables `S`, fronted for products by the
+/// cache `C`.
 #[derive(Debug)]
-pub struct ReadModels {
-    base: CassandraStore,
-    stores: Generations,
-    // Behind an Arc because every read takes a handle, and cloning the cache itself copies
-    // its scripts.
-    cache: RwLock<Option<Arc<ProductCache>>>,
+pub struct ReadModels<S, C> {
+    base: S,
+    stores: Generations<S>,
+    // Behind an Arc because every read takes a handle, and cloning the cache itself may be
+    // costly (the Redis one copies its scripts).
+    cache: RwLock<Option<Arc<C>>>,
     cache_resting_until: Mutex<Option<Instant>>,
     flights: Arc<SingleFlight<String, ProductLoad>>,
     store_timeout: Duration,
@@ -94,17 +99,20 @@ fn write<T>(lock: &RwLock<T>, value: T) {
     }
 }
 
-impl ReadModels {
-    /// Read models over `store` (any generation: readers switch to the active ones) and, when
-    /// Redis answers, the product cache; Redis is (re)tried in the background until it does.
-    pub async fn open(
-        store: CassandraStore,
-        redis_url: String,
-        cache_options: CacheOptions,
+impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
+    /// Read models over `store` (any generation: readers switch to the active ones) and, once
+    /// `connect_cache` succeeds, the product cache; it is (re)tried in the background until then.
+    pub async fn open<F, Fut>(
+        store: S,
+        connect_cache: F,
         config: &ApiConfig,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
-    ) -> Result<Arc<Self>, StoreError> {
+    ) -> Result<Arc<Self>, StoreError>
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<C, CacheError>> + Send + 'static,
+    {
         let at = |name: &'static str| {
             let store = store.clone();
             async move {
@@ -131,22 +139,18 @@ impl ReadModels {
             version_wait: config.read_your_writes_timeout(),
             metrics,
         });
-        tokio::spawn(Arc::clone(&models).connect_cache(redis_url, cache_options, shutdown.clone()));
+        tokio::spawn(Arc::clone(&models).connect_cache(connect_cache, shutdown.clone()));
         tokio::spawn(Arc::clone(&models).follow_generations(shutdown));
         Ok(models)
     }
 
-    async fn connect_cache(
-        self: Arc<Self>,
-        url: String,
-        options: CacheOptions,
-        shutdown: CancellationToken,
-    ) {
+    async fn connect_cache<F, Fut>(self: Arc<Self>, connect: F, shutdown: CancellationToken)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<C, CacheError>>,
+    {
         loop {
-            let attempt = tokio::time::timeout(
-                Duration::from_secs(2),
-                ProductCache::connect(&url, options.clone()),
-            );
+            let attempt = tokio::time::timeout(Duration::from_secs(2), connect());
             match attempt.await {
                 Ok(Ok(cache)) => {
                     write(&self.cache, Some(Arc::new(cache)));
@@ -197,7 +201,7 @@ impl ReadModels {
     }
 
     /// True when the product cache is connected and not resting after a failure.
-    fn usable_cache(&self) -> Option<Arc<ProductCache>> {
+    fn usable_cache(&self) -> Option<Arc<C>> {
         let resting = self
             .cache_resting_until
             .lock()
@@ -217,7 +221,7 @@ impl ReadModels {
 
     async fn cached<T, F>(&self, what: &str, call: F) -> Option<T>
     where
-        F: Future<Output = Result<T, streamcart_projectors::CacheError>>,
+        F: Future<Output = Result<T, CacheError>>,
     {
         match tokio::time::timeout(self.cache_timeout, call).await {
             Ok(Ok(v)) => Some(v),
@@ -453,7 +457,186 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicU64, Ordering};
+    use streamcart_projectors::PutOutcome;
+
+    fn row(sku: &str, version: u64) -> ProductRow {
+        ProductRow {
+            sku: sku.to_owned(),
+            name: format!("product {sku}"),
+            category: "tools".to_owned(),
+            price_minor: 1_000,
+            currency: "EUR".to_owned(),
+            discontinued: false,
+            version,
+            updated_at: 0,
+        }
+    }
+
+    /// Product tables in memory, counting the product reads they answer.
+    #[derive(Debug, Clone, Default)]
+    struct MemoryStore {
+        products: Arc<Mutex<BTreeMap<String, ProductRow>>>,
+        product_reads: Arc<AtomicU64>,
+    }
+
+    impl ReadModelStore for MemoryStore {
+        fn generation(&self) -> u32 {
+            1
+        }
+
+        async fn active_generation(&self, _name: &str) -> Result<u32, StoreError> {
+            Ok(1)
+        }
+
+        async fn with_generation(&self, _generation: u32) -> Result<Self, StoreError> {
+            Ok(self.clone())
+        }
+
+        async fn product(&self, sku: &str) -> Result<Option<ProductRow>, StoreError> {
+            self.product_reads.fetch_add(1, Ordering::SeqCst);
+            Ok(self.products.lock().expect("lock").get(sku).cloned())
+        }
+
+        async fn products_by_category(
+            &self,
+            _category: &str,
+            _after_sku: Option<&str>,
+            _limit: u32,
+        ) -> Result<Page<ProductRow, String>, StoreError> {
+            Ok(Page {
+                items: Vec::new(),
+                next: None,
+            })
+        }
+
+        async fn stock(&self, _sku: &str) -> Result<Option<StockRow>, StoreError> {
+            Ok(None)
+        }
+
+        async fn order(&self, _order_id: &str) -> Result<Option<OrderRow>, StoreError> {
+            Ok(None)
+        }
+
+        async fn orders_by_customer(
+            &self,
+            _customer_id: &str,
+            _before: Option<&OrderCursor>,
+            _limit: u32,
+        ) -> Result<Page<OrderRow, OrderCursor>, StoreError> {
+            Ok(Page {
+                items: Vec::new(),
+                next: None,
+            })
+        }
+    }
+
+    /// A product cache in memory: rows and negative entries by sku.
+    #[derive(Debug, Clone, Default)]
+    struct MemoryCache {
+        entries: Arc<Mutex<BTreeMap<String, Option<ProductRow>>>>,
+    }
+
+    impl ProductCacheReads for MemoryCache {
+        async fn lookup(&self, sku: &str) -> Result<CacheLookup, CacheError> {
+            Ok(match self.entries.lock().expect("lock").get(sku) {
+                Some(Some(row)) => CacheLookup::Hit(row.clone()),
+                Some(None) => CacheLookup::Missing,
+                None => CacheLookup::Miss,
+            })
+        }
+
+        async fn put_if_newer(&self, row: &ProductRow) -> Result<PutOutcome, CacheError> {
+            let mut entries = self.entries.lock().expect("lock");
+            match entries.get(&row.sku) {
+                Some(Some(held)) if held.version > row.version => Ok(PutOutcome::Refused {
+                    current: held.version,
+                }),
+                _ => {
+                    entries.insert(row.sku.clone(), Some(row.clone()));
+                    Ok(PutOutcome::Stored)
+                }
+            }
+        }
+
+        async fn put_missing(&self, sku: &str, _ttl: Duration) -> Result<bool, CacheError> {
+            let mut entries = self.entries.lock().expect("lock");
+            if matches!(entries.get(sku), Some(Some(_))) {
+                return Ok(false);
+            }
+            entries.insert(sku.to_owned(), None);
+            Ok(true)
+        }
+    }
+
+    /// Read models over `store` and `cache`, once the cache is connected.
+    async fn open(
+        store: MemoryStore,
+        cache: MemoryCache,
+    ) -> (Arc<ReadModels<MemoryStore, MemoryCache>>, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let models = ReadModels::open(
+            store,
+            move || {
+                let cache = cache.clone();
+                async move { Ok(cache) }
+            },
+            &ApiConfig::default(),
+            Arc::clone(&metrics),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("opens");
+        while models.usable_cache().is_none() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (models, metrics)
+    }
+
+    #[tokio::test]
+    async fn a_cached_product_is_answered_without_reading_the_store() {
+        let store = MemoryStore::default();
+        let cache = MemoryCache::default();
+        cache
+            .entries
+            .lock()
+            .expect("lock")
+            .insert("SKU-1".into(), Some(row("SKU-1", 3)));
+        let (models, metrics) = open(store.clone(), cache).await;
+        let got = models.product("SKU-1", Some(3)).await.expect("reads");
+        assert_eq!(got, Some(row("SKU-1", 3)));
+        assert_eq!(store.product_reads.load(Ordering::SeqCst), 0);
+        assert_eq!(metrics.product_cache_hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_miss_loads_the_store_and_fills_the_cache_for_the_next_read() {
+        let store = MemoryStore::default();
+        store
+            .products
+            .lock()
+            .expect("lock")
+            .insert("SKU-1".into(), row("SKU-1", 2));
+        let (models, metrics) = open(store.clone(), MemoryCache::default()).await;
+        for _ in 0..3 {
+            let got = models.product("SKU-1", None).await.expect("reads");
+            assert_eq!(got, Some(row("SKU-1", 2)));
+        }
+        assert_eq!(store.product_reads.load(Ordering::SeqCst), 1);
+        assert_eq!(metrics.product_cache_hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_product_is_remembered_as_unknown() {
+        let store = MemoryStore::default();
+        let (models, metrics) = open(store.clone(), MemoryCache::default()).await;
+        for _ in 0..3 {
+            assert_eq!(models.product("SKU-0", None).await.expect("reads"), None);
+        }
+        assert_eq!(store.product_reads.load(Ordering::SeqCst), 1);
+        assert_eq!(metrics.product_negative_hits.load(Ordering::SeqCst), 2);
+    }
 
     #[tokio::test]
     async fn waiting_returns_once_the_version_arrives() {

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use streamcart_projectors::{CassandraStore, ProductCache};
+
 use crate::auth::Verifier;
 use crate::config::ApiConfig;
 use crate::gateway::Gateway;
@@ -9,13 +11,16 @@ use crate::idempotency::IdempotencyKeys;
 use crate::metrics::Metrics;
 use crate::reads::ReadModels;
 
+/// The read models the edge serves: the ScyllaDB tables fronted by the Redis product cache.
+pub type EdgeReads = ReadModels<CassandraStore, ProductCache>;
+
 /// The edge's shared state; cloning is cheap.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// Bearer token verification.
     pub verifier: Verifier,
     /// The query side.
-    pub reads: Arc<ReadModels>,
+    pub reads: Arc<EdgeReads>,
     /// The command side.
     pub gateway: Arc<Gateway>,
     /// Bindings of idempotency keys.

@@ -8,10 +8,10 @@ use streamcart_api::auth::Verifier;
 use streamcart_api::gateway::Gateway;
 use streamcart_api::idempotency::IdempotencyKeys;
 use streamcart_api::metrics::Metrics;
-use streamcart_api::reads::ReadModels;
+use streamcart_api::state::EdgeReads;
 use streamcart_api::{AppState, server};
 use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
-use streamcart_projectors::{CacheOptions, CassandraStore};
+use streamcart_projectors::{CacheOptions, CassandraStore, ProductCache};
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::topics::{Context, Topics};
 use tokio_util::sync::CancellationToken;
@@ -49,10 +49,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     let store = connect_store(&cfg, &shutdown).await?;
     let metrics = Arc::new(Metrics::default());
     let cache_options = CacheOptions::for_topic_prefix(&cfg.topic_prefix);
-    let reads = ReadModels::open(
+    let redis_url = cfg.redis_url.clone();
+    let connect_cache = move || {
+        let (url, options) = (redis_url.clone(), cache_options.clone());
+        async move { ProductCache::connect(&url, options).await }
+    };
+    let reads = EdgeReads::open(
         store,
-        cfg.redis_url.clone(),
-        cache_options,
+        connect_cache,
         &cfg.api,
         Arc::clone(&metrics),
         shutdown.clone(),

@@ -5,7 +5,7 @@
 //! - [`model`]: the read-model rows ([`ProductRow`], [`StockRow`], [`OrderRow`]) served from
 //!   ScyllaDB, the Redis cache and JSON.
 //! - [`projection`]: what every projection shares: [`Mutation`], the [`Projection`] trait,
-//!   [`fold`] for a run of events, [`freshness`].
+//!   [`fold`] for a run of events.
 //! - One folder per read model, each its pure projection, its store statements (writes and
 //!   reads of its tables) and its public summary mapping: [`products`] ([`project_product`]),
 //!   [`stock`] ([`project_stock`]), [`orders`] ([`project_order`]). Projections do no I/O, so
@@ -14,8 +14,11 @@
 //!   versioned migrations, switches generations for rebuilds and applies mutations through each
 //!   read model's statements; [`ProductCache`] keeps the Redis product cache in step with a
 //!   version check done inside Redis.
+//! - [`query`]: the read-model query interface readers go through ([`ReadModelStore`],
+//!   [`ProductCacheReads`]), implemented by the ScyllaDB store and the Redis cache.
 //! - [`runner`]: a read model on the shared at-least-once Kafka loop (consume, project, write,
 //!   then commit) and rebuilds into a fresh generation of the tables.
+//! - `testing` (tests, or the `testing` feature): event envelopes for projection tests.
 //!
 //! Order safety has two layers: projections refuse events at or below the row's version, and
 //! every write carries a timestamp derived from the aggregate version, so even mutations that
@@ -35,17 +38,19 @@ pub mod model;
 pub mod orders;
 pub mod products;
 pub mod projection;
+pub mod query;
 pub mod runner;
 pub mod stock;
 pub mod store;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use model::{OrderLineRow, OrderRow, OrderStatus, ProductRow, StockRow};
 pub use orders::{Orders, cancel_reason_code, order_summary, project_order};
 pub use products::{Products, product_summary, project_product};
-pub use projection::{Freshness, Mutation, Projection, fold, fold_iter, freshness};
+pub use projection::{Mutation, Projection, fold, fold_iter};
+pub use query::{ProductCacheReads, ReadModelStore};
 pub use stock::{Stocks, project_stock};
 pub use store::{
     CacheError, CacheLookup, CacheOptions, CassandraStore, InvalidateOutcome, OrderCursor, Page,

@@ -104,39 +104,14 @@ where
     (row, mutations)
 }
 
-/// How an event's version relates to the version a row already reflects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
-    /// At or below the row's version: already applied, nothing to do.
-    Stale,
-    /// Exactly the next version.
-    Next,
-    /// Newer, but `missing` versions in between were never applied. Versions are gap-free per
-    /// aggregate, so this means the row was read from a store that lost writes, or events are
-    /// consumed out of partition order; projections still apply it (last writer wins) and the
-    /// caller should report it.
-    Gap {
-        /// How many versions were skipped.
-        missing: u64,
-    },
-}
-
-/// Classifies `event_version` against the version of the current row (`None`: no row yet).
-pub fn freshness(current_version: Option<u64>, event_version: u64) -> Freshness {
-    let current = current_version.unwrap_or(0);
-    if event_version <= current {
-        Freshness::Stale
-    } else {
-        match event_version.saturating_sub(current).saturating_sub(1) {
-            0 => Freshness::Next,
-            missing => Freshness::Gap { missing },
-        }
-    }
-}
-
-/// True when `event` is newer than the row; the guard every projection starts with.
+/// True when `event_version` is newer than the row's (`None`: no row yet); the guard every
+/// projection starts with.
+///
+/// A newer event is applied even when versions in between were never seen (a store that lost
+/// writes, or events consumed out of partition order): last writer wins, and the timestamps
+/// derived from versions keep the row from ever moving backwards.
 pub(crate) fn is_newer(current_version: Option<u64>, event_version: u64) -> bool {
-    freshness(current_version, event_version) != Freshness::Stale
+    event_version > current_version.unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -144,13 +119,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn freshness_classifies_versions() {
-        assert_eq!(freshness(None, 1), Freshness::Next);
-        assert_eq!(freshness(None, 3), Freshness::Gap { missing: 2 });
-        assert_eq!(freshness(Some(3), 3), Freshness::Stale);
-        assert_eq!(freshness(Some(3), 2), Freshness::Stale);
-        assert_eq!(freshness(Some(3), 4), Freshness::Next);
-        assert_eq!(freshness(Some(3), 9), Freshness::Gap { missing: 5 });
-        assert_eq!(freshness(None, 0), Freshness::Stale);
+    fn only_newer_versions_apply_gaps_included() {
+        assert!(is_newer(None, 1));
+        assert!(is_newer(None, 3));
+        assert!(!is_newer(Some(3), 3));
+        assert!(!is_newer(Some(3), 2));
+        assert!(is_newer(Some(3), 4));
+        assert!(is_newer(Some(3), 9));
+        assert!(!is_newer(None, 0));
     }
 }

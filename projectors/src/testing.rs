@@ -1,4 +1,5 @@
-//! Envelopes for the projection tests.
+//! Envelopes for the projection tests (tests, or the `testing` feature).
+#![allow(clippy::expect_used)]
 
 use streamcart_schemas::EventEnvelope;
 use uuid::Uuid;

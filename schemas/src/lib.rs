@@ -6,6 +6,7 @@
 //!   namespaced `streamcart.<context>` (shared types in `streamcart.common`).
 //! - [`topics`]: every topic and subject name, with a prefix for test isolation.
 //! - [`contract`]: the `.avsc` files assembled into one self-contained schema per stream.
+//! - [`codes`]: the rejection codes the command processor answers itself.
 //! - [`envelope`]: [`CommandEnvelope`], [`EventEnvelope`], [`CommandResult`], [`Snapshot`] and the
 //!   [`WireRecord`] trait that ties each to its stream.
 //! - `mapping`: domain ⇄ Avro `Value` for every command, event and state of the aggregates.
@@ -16,15 +17,18 @@
 //!   `catalog.product.summary`) that Kafka Connect sinks read.
 //! - [`register`]: [`register_all`], which registers every subject with BACKWARD_TRANSITIVE.
 //! - [`error`]: mapping, encode and decode errors; decode errors say retry or dead-letter.
-//! - [`samples`]: one value of every variant, for tests here and in `tests/`.
+//! - `samples` (tests, or the `testing` feature): one value of every variant, for tests here
+//!   and in `tests/`.
 
 mod avro_binary;
 pub mod codec;
+pub mod codes;
 pub mod contract;
 pub mod envelope;
 pub mod error;
 pub(crate) mod mapping;
 pub mod register;
+#[cfg(any(test, feature = "testing"))]
 pub mod samples;
 pub mod summary;
 pub mod topics;

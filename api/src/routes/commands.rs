@@ -23,7 +23,7 @@ use streamcart_aggregates::orders::{
 };
 use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku, is_valid_currency};
 use streamcart_kafka_runtime::trace::TraceContext;
-use streamcart_processors::command::table::CONCURRENCY_CONFLICT;
+use streamcart_schemas::codes::CONCURRENCY_CONFLICT;
 use streamcart_schemas::envelope::{CommandPayload, CommandResult, Outcome};
 use uuid::Uuid;
 

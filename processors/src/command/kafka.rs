@@ -32,21 +32,18 @@ use streamcart_kafka_runtime::trace::TraceContext;
 use streamcart_kafka_runtime::transactional::{Delivered, InputRecord, OutRecord, TxnHandler};
 use streamcart_kafka_runtime::{HandleError, KafkaSettings, RuntimeError};
 use streamcart_schemas::codec::Codec;
+use streamcart_schemas::codes::COMMAND_MISPLACED;
 use streamcart_schemas::envelope::{
     CommandEnvelope, CommandResult, EventEnvelope, Outcome, Snapshot,
 };
-use streamcart_schemas::error::{DecodeError, Disposition};
 use streamcart_schemas::topics::Topics;
 
 use super::table::{AggregateTable, SnapshotPolicy};
 use crate::bindings::Bound;
+use crate::codec::{decode_blocking, decode_failure, encode_blocking};
 
 /// Snapshot records handed to the decoding thread at a time during a restore.
 const RESTORE_BATCH: usize = 1024;
-
-/// Rejection code of a command that arrived on a partition murmur2 does not give its key, when
-/// forwarding is off; the message names the partition it belongs to.
-pub const COMMAND_MISPLACED: &str = "command.misplaced";
 
 /// Tuning of one command processor.
 #[derive(Debug, Clone)]
@@ -140,38 +137,6 @@ fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// Encodes a record from a loop thread; a registry that cannot be reached is a retry, anything
-/// else about the record a dead letter.
-pub fn encode_blocking<T: streamcart_schemas::envelope::WireRecord>(
-    rt: &tokio::runtime::Handle,
-    codec: &Codec,
-    record: &T,
-) -> Result<Vec<u8>, HandleError> {
-    let encoded = match codec.encode_known(record) {
-        Some(done) => done,
-        None => rt.block_on(codec.encode(record)),
-    };
-    encoded.map_err(|e| {
-        if e.is_transient() {
-            HandleError::Transient(e.to_string())
-        } else {
-            HandleError::permanent("encode.failed", e.to_string())
-        }
-    })
-}
-
-/// Decodes a record from a loop thread, entering the runtime only when the registry must be asked.
-pub fn decode_blocking<T: streamcart_schemas::envelope::WireRecord>(
-    rt: &tokio::runtime::Handle,
-    codec: &Codec,
-    bytes: &[u8],
-) -> Result<T, DecodeError> {
-    match codec.decode_known(bytes) {
-        Some(done) => done,
-        None => rt.block_on(codec.decode(bytes)),
-    }
-}
-
 /// Whether a command found on a partition belongs there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
@@ -212,14 +177,6 @@ pub fn forward_to(
         .map(|(k, v)| (Cow::Owned((*k).to_owned()), Cow::Owned(v.to_vec())))
         .collect();
     r
-}
-
-/// Maps a decode failure to retry (registry unreachable) or dead letter (bad bytes).
-pub fn decode_failure(e: DecodeError) -> HandleError {
-    match e.disposition() {
-        Disposition::Retry => HandleError::Transient(e.to_string()),
-        Disposition::DeadLetter => HandleError::permanent(e.kind(), e.to_string()),
-    }
 }
 
 impl<A: Bound> CommandHandler<A>

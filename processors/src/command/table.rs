@@ -8,13 +8,11 @@ use std::collections::{HashSet, VecDeque};
 
 use streamcart_aggregates::values::TimestampMillis;
 use streamcart_aggregates::{Aggregate, Rejection};
+use streamcart_schemas::codes::CONCURRENCY_CONFLICT;
 use streamcart_schemas::envelope::{CommandEnvelope, CommandResult, EventEnvelope, Outcome};
 use uuid::Uuid;
 
 use super::entries::EntryMap;
-
-/// Rejection code for a failed `expected_version` check.
-pub const CONCURRENCY_CONFLICT: &str = "concurrency.conflict";
 
 /// When snapshots are written and how many command ids each aggregate remembers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

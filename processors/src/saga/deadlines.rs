@@ -169,7 +169,7 @@ pub fn expire_command_id(order_id: &OrderId) -> Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saga::fixtures::*;
+    use crate::fixtures::*;
     use streamcart_aggregates::orders::{
         CancelReason, OrderCancelled, OrderConfirmed, OrderExpired,
     };

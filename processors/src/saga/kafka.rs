@@ -1,5 +1,5 @@
-//! The saga on Kafka: the pure reactions, the deadline timer and the catalog copy, driven by the
-//! shared transactional loop.
+//! The saga on Kafka: the pure reactions and the deadline timer, driven by the shared
+//! transactional loop.
 //!
 //! - [`ReactionsHandler`] consumes the order, stock and payment event topics and produces the
 //!   commands the reactions emit, in the same transaction as its input offsets.
@@ -7,18 +7,14 @@
 //!   `ExpireOrder` when one passes. Its state is rebuilt from the order events topic on assignment,
 //!   never taken from memory, so a restart neither loses a deadline nor fires one twice to effect
 //!   (the command id of an expiry depends only on the order).
-//! - [`follow_catalog`] keeps a [`CatalogCopy`] up to date from the catalog events, for the order
-//!   processor's prices.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
-use streamcart_aggregates::orders::{CatalogEntry, OrderEvent, PriceBook};
-use streamcart_aggregates::values::{OrderId, Sku};
+use streamcart_aggregates::orders::OrderEvent;
+use streamcart_aggregates::values::OrderId;
 use streamcart_kafka_runtime::headers;
 use streamcart_kafka_runtime::restore::Restorer;
 use streamcart_kafka_runtime::trace::TraceContext;
@@ -27,14 +23,10 @@ use streamcart_kafka_runtime::{HandleError, KafkaSettings, RuntimeError};
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::{EventEnvelope, WireRecord};
 use streamcart_schemas::topics::{Context, Stream, StreamKind, Topics};
-use tokio_util::sync::CancellationToken;
 
-use super::catalog_copy::{CatalogFollower, RecordOutcome};
 use super::deadlines::DeadlineTable;
-use super::{
-    CatalogCopy, SagaCommand, react_to_order_event, react_to_payment_event, react_to_stock_event,
-};
-use crate::command::kafka::{decode_failure, encode_blocking};
+use super::{SagaCommand, react_to_order_event, react_to_payment_event, react_to_stock_event};
+use crate::codec::{decode_blocking, decode_failure, encode_blocking};
 
 fn now_millis() -> i64 {
     SystemTime::now()
@@ -135,21 +127,15 @@ impl TxnHandler for ReactionsHandler {
         let w = &self.writer;
         let commands = match w.topics.stream_of(record.topic) {
             Some(Stream::Aggregate(Context::Orders, StreamKind::Events)) => {
-                let e =
-                    w.rt.block_on(w.codec.decode(bytes))
-                        .map_err(decode_failure)?;
+                let e = decode_blocking(&w.rt, &w.codec, bytes).map_err(decode_failure)?;
                 react_to_order_event(&e)
             }
             Some(Stream::Aggregate(Context::Inventory, StreamKind::Events)) => {
-                let e =
-                    w.rt.block_on(w.codec.decode(bytes))
-                        .map_err(decode_failure)?;
+                let e = decode_blocking(&w.rt, &w.codec, bytes).map_err(decode_failure)?;
                 react_to_stock_event(&e)
             }
             Some(Stream::Aggregate(Context::Payments, StreamKind::Events)) => {
-                let e =
-                    w.rt.block_on(w.codec.decode(bytes))
-                        .map_err(decode_failure)?;
+                let e = decode_blocking(&w.rt, &w.codec, bytes).map_err(decode_failure)?;
                 react_to_payment_event(&e)
             }
             _ => {
@@ -219,7 +205,7 @@ impl DeadlinesHandler {
 
     fn decode(&self, bytes: &[u8]) -> Result<EventEnvelope<OrderEvent>, HandleError> {
         let w = &self.writer;
-        w.rt.block_on(w.codec.decode(bytes)).map_err(decode_failure)
+        decode_blocking(&w.rt, &w.codec, bytes).map_err(decode_failure)
     }
 }
 
@@ -329,137 +315,4 @@ impl TxnHandler for DeadlinesHandler {
             }
         }
     }
-}
-
-/// Every partition of `topic` positioned at its beginning, and each partition's end offset.
-fn partition_ends(
-    consumer: &BaseConsumer,
-    topic: &str,
-) -> Result<(TopicPartitionList, HashMap<i32, i64>), rdkafka::error::KafkaError> {
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for t in metadata.topics() {
-        if let Some(e) = t.error() {
-            return Err(rdkafka::error::KafkaError::MetadataFetch(e.into()));
-        }
-        for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-            let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
-            ends.insert(p.id(), high);
-        }
-    }
-    if ends.is_empty() {
-        return Err(rdkafka::error::KafkaError::MetadataFetch(
-            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-        ));
-    }
-    Ok((tpl, ends))
-}
-
-/// The catalog copy shared between its follower thread and the order processor.
-#[derive(Debug, Clone, Default)]
-pub struct SharedCatalog(pub Arc<RwLock<CatalogCopy>>);
-
-impl PriceBook for SharedCatalog {
-    fn lookup(&self, sku: &Sku) -> Option<CatalogEntry> {
-        self.0.read().ok().and_then(|c| c.lookup(sku))
-    }
-}
-
-/// Reads the catalog events from the beginning into `catalog`, returns once caught up with
-/// the end as of the call, then keeps following on a background thread until `shutdown`.
-pub fn follow_catalog(
-    settings: &KafkaSettings,
-    topics: &Topics,
-    codec: Arc<Codec>,
-    rt: tokio::runtime::Handle,
-    catalog: SharedCatalog,
-    shutdown: CancellationToken,
-) -> Result<std::thread::JoinHandle<()>, RuntimeError> {
-    let topic = topics.events(Context::Catalog);
-    let mut config = settings.restore_consumer();
-    // This reader follows the topic forever; partition ends are not events for it.
-    config.set("enable.partition.eof", "false");
-    let consumer: BaseConsumer = config.create()?;
-    // Topics created a moment ago may not have leaders yet: retry the look-ups for a while.
-    let mut attempt = 0;
-    let (tpl, ends) = loop {
-        match partition_ends(&consumer, &topic) {
-            Ok(found) => break found,
-            Err(e) if attempt < 60 => {
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, "catalog topic not ready; retrying");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    consumer.assign(&tpl)?;
-    // A transient decode failure is retried, never skipped: a skipped price change would price
-    // orders from a stale price until the next change of that product.
-    let mut follower = CatalogFollower::default();
-    let mut apply = move |m: &rdkafka::message::BorrowedMessage<'_>,
-                          catalog: &SharedCatalog,
-                          stop: &dyn Fn() -> bool| {
-        let Some(bytes) = m.payload() else {
-            return RecordOutcome::Applied { changed: false };
-        };
-        let sleep = |wait: Duration| {
-            let until = std::time::Instant::now() + wait;
-            while !stop() && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        };
-        follower.apply_record(
-            &catalog.0,
-            m.offset(),
-            || rt.block_on(codec.decode(bytes)),
-            stop,
-            sleep,
-        )
-    };
-    // Catch up first, so the first order is priced from a complete copy.
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let caught_up = |consumer: &BaseConsumer| {
-        consumer.position().is_ok_and(|pos| {
-            ends.iter().all(|(p, high)| {
-                *high == 0
-                    || matches!(pos.find_partition(&topic, *p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= *high)
-            })
-        })
-    };
-    while !caught_up(&consumer) {
-        if std::time::Instant::now() > deadline {
-            return Err(RuntimeError::Config(
-                "catalog copy did not catch up within 120 s".into(),
-            ));
-        }
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let stop = || shutdown.is_cancelled() || std::time::Instant::now() > deadline;
-            if apply(&m, &catalog, &stop) == RecordOutcome::Stopped {
-                return Err(RuntimeError::Config(format!(
-                    "catalog copy did not catch up within 120 s: the catalog event at offset {} \
-                     of partition {} could not be decoded",
-                    m.offset(),
-                    m.partition()
-                )));
-            }
-        }
-    }
-    tracing::info!(
-        products = catalog.0.read().map(|c| c.len()).unwrap_or(0),
-        "catalog copy caught up"
-    );
-    let handle = std::thread::Builder::new()
-        .name("catalog-copy".into())
-        .spawn(move || {
-            while !shutdown.is_cancelled() {
-                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                    apply(&m, &catalog, &|| shutdown.is_cancelled());
-                }
-            }
-        })
-        .map_err(|e| RuntimeError::Config(format!("cannot start the catalog follower: {e}")))?;
-    Ok(handle)
 }

@@ -1,5 +1,5 @@
 //! Saga choreography: the pure reactions that turn one aggregate's events into another's commands,
-//! the order deadline timer and the orders context's local copy of the catalog.
+//! and the order deadline timer.
 //!
 //! No orchestrator holds state: the order aggregate is the saga's memory, and every reaction is a
 //! function of one event alone. Command ids are name-based UUIDs derived from the event id and the
@@ -11,15 +11,18 @@
 //!   on what; [`react_to_order_event`], [`react_to_stock_event`] and [`react_to_payment_event`]
 //!   run every reaction interested in one source.
 //! - [`deadlines`]: pending order deadlines and the `ExpireOrder` commands they fire.
-//! - [`catalog_copy`]: catalog prices and discontinued flags as the orders context sees them.
+//! - `driver` (tests, or the `testing` feature): the saga's processors in process, joined by
+//!   the reactions, with delivery order, redelivery and aborts left to the caller.
+//!   `properties` drives it with random interleavings.
 
-pub mod catalog_copy;
 pub mod deadlines;
+#[cfg(any(test, feature = "testing"))]
+pub mod driver;
 pub mod kafka;
 pub mod reactions;
 
 #[cfg(test)]
-mod fixtures;
+mod properties;
 #[cfg(test)]
 mod tests;
 
@@ -29,7 +32,6 @@ use streamcart_aggregates::payments::{PaymentCommand, PaymentEvent};
 use streamcart_schemas::envelope::{CommandEnvelope, EventEnvelope};
 use uuid::Uuid;
 
-pub use catalog_copy::CatalogCopy;
 pub use deadlines::{DeadlineChange, DeadlineTable};
 pub use reactions::{ORDER_REACTIONS, PAYMENT_REACTIONS, Reaction, STOCK_REACTIONS};
 

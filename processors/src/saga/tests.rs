@@ -18,9 +18,10 @@ use streamcart_aggregates::values::{CustomerId, LineNo, Money, OrderId, Sku};
 use streamcart_schemas::envelope::{CommandEnvelope, EventEnvelope, Outcome};
 use uuid::Uuid;
 
-use super::fixtures;
 use super::*;
+use crate::command::catalog_copy::CatalogCopy;
 use crate::command::driver::InProcessDriver;
+use crate::fixtures;
 
 // ---------------------------------------------------------------------------------------------
 // Dispatch and determinism of the reactions as a whole.

@@ -38,7 +38,7 @@ pub fn react(event: &EventEnvelope<OrderEvent>) -> Vec<SagaCommand> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saga::fixtures::*;
+    use crate::fixtures::*;
     use streamcart_aggregates::orders::OrderAwaitingPayment;
     use streamcart_aggregates::payments::PaymentCommand;
 

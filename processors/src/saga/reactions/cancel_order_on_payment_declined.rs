@@ -29,7 +29,7 @@ pub fn react(event: &EventEnvelope<PaymentEvent>) -> Vec<SagaCommand> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saga::fixtures::*;
+    use crate::fixtures::*;
     use streamcart_aggregates::orders::OrderCommand;
     use streamcart_aggregates::payments::{DeclineReason, PaymentDeclined};
 

@@ -30,7 +30,7 @@ pub fn react(event: &EventEnvelope<StockEvent>) -> Vec<SagaCommand> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saga::fixtures::*;
+    use crate::fixtures::*;
     use streamcart_aggregates::inventory::StockReservationRejected;
     use streamcart_aggregates::orders::OrderCommand;
 

@@ -29,7 +29,7 @@ pub fn react(event: &EventEnvelope<StockEvent>) -> Vec<SagaCommand> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saga::fixtures::*;
+    use crate::fixtures::*;
     use streamcart_aggregates::inventory::StockReserved;
     use streamcart_aggregates::orders::OrderCommand;
 

@@ -32,7 +32,7 @@ pub fn react(event: &EventEnvelope<OrderEvent>) -> Vec<SagaCommand> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saga::fixtures::*;
+    use crate::fixtures::*;
     use streamcart_aggregates::orders::OrderPaymentRefundRequired;
     use streamcart_aggregates::payments::PaymentCommand;
     use streamcart_aggregates::values::PaymentId;

@@ -45,7 +45,7 @@ pub fn react(event: &EventEnvelope<OrderEvent>) -> Vec<SagaCommand> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saga::fixtures::*;
+    use crate::fixtures::*;
     use streamcart_aggregates::inventory::StockCommand;
     use streamcart_aggregates::orders::CancelReason;
 

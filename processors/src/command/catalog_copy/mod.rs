@@ -9,7 +9,8 @@
 //! [`CatalogFollower`] feeds records into the copy. A record that fails to decode for a transient
 //! reason (the registry is down, slow or answering 5xx) is retried with bounded backoff and never
 //! skipped: skipping it would price orders from a stale price for good. Only a record that can
-//! never decode is skipped, logged and counted.
+//! never decode is skipped, logged and counted. [`kafka::follow_catalog`] runs it on the catalog
+//! events topic.
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -20,6 +21,10 @@ use streamcart_aggregates::orders::{CatalogEntry, PriceBook};
 use streamcart_aggregates::values::{Money, Sku};
 use streamcart_schemas::envelope::EventEnvelope;
 use streamcart_schemas::error::{DecodeError, Disposition};
+
+pub mod kafka;
+
+pub use kafka::{SharedCatalog, follow_catalog};
 
 /// What the copy holds for one sku, with the product versions it reflects.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -240,7 +245,7 @@ impl CatalogFollower {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saga::fixtures::*;
+    use crate::fixtures::*;
     use streamcart_aggregates::catalog::{ProductCategoryChanged, ProductRenamed};
 
     fn entry(amount_minor: i64, discontinued: bool) -> Option<CatalogEntry> {
