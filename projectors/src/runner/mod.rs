@@ -268,25 +268,29 @@ where
     let progress = Progress::default();
     let reported = CancellationToken::new();
     let input = deps.topics.events(P::CONTEXT);
-    match progress::bounds(&deps.settings, &input).await {
+    let bounds = match progress::bounds(&deps.settings, &input).await {
         Ok(bounds) => {
             let (_, total) = progress.replayed(&bounds);
             tracing::info!(
                 projection = P::NAME,
                 generation = next,
                 total,
-                "rebuild replaying {total} events of {input}"
+                "rebuild replaying {total} events of {input} (counted in offsets, transaction markers included)"
             );
             tokio::spawn(progress::report(
                 P::NAME,
                 progress.clone(),
-                bounds,
+                bounds.clone(),
                 reported.clone(),
             ));
+            Some(bounds)
         }
         // Progress is for the operator; the rebuild itself does not need it.
-        Err(e) => tracing::warn!(projection = P::NAME, error = %e, "rebuild progress unknown"),
-    }
+        Err(e) => {
+            tracing::warn!(projection = P::NAME, error = %e, "rebuild progress unknown");
+            None
+        }
+    };
     let _stop_reporting = reported.drop_guard();
     let read = run_tracked::<P>(
         ProjectorDeps {
@@ -295,9 +299,10 @@ where
         },
         options,
         shutdown.clone(),
-        Some(progress),
+        Some(progress.clone()),
     )
     .await?;
+    let (replayed, total) = bounds.map_or((read, read), |b| progress.replayed(&b));
     if shutdown.is_cancelled() {
         return Err(ProjectorError::Invalid(
             "rebuild interrupted before it caught up".into(),
@@ -308,7 +313,9 @@ where
         projection = P::NAME,
         generation = next,
         events = read,
-        "rebuild caught up; readers switched"
+        replayed,
+        total,
+        "rebuild caught up ({replayed} of {total} events replayed); readers switched"
     );
     Ok(next)
 }
