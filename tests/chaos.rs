@@ -28,9 +28,11 @@ use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku};
 use streamcart_projectors::CassandraStore;
 use streamcart_schemas::topics::Context;
 use streamcart_tests as support;
+use streamcart_tests::clock::now_ms;
 use streamcart_tests::ledger::{assert_sale_invariants, check_versions, fold, settled};
 use streamcart_tests::pipelines::{Pipelines, pg_differences, run_connect_script};
-use streamcart_tests::read_models::{PARTITIONS, World, now_ms, wait_equal};
+use streamcart_tests::read_models::wait_equal;
+use streamcart_tests::world::{PARTITIONS, World};
 use uuid::Uuid;
 
 const HOT: &str = "SKU-HOT";

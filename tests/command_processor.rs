@@ -6,151 +6,69 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rdkafka::message::{Headers, Message, OwnedMessage};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use streamcart_aggregates::catalog::{CreateProduct, ProductCommand};
-use streamcart_aggregates::inventory::{ReceiveStock, StockCommand, StockEvent};
-use streamcart_aggregates::values::Money;
-use streamcart_schemas::codec::Codec;
-use streamcart_schemas::envelope::{CommandEnvelope, CommandResult, EventEnvelope, Outcome};
-use streamcart_schemas::topics::{Context, Topics};
+use rdkafka::producer::Producer;
+use streamcart_aggregates::inventory::StockEvent;
+use streamcart_schemas::envelope::{CommandResult, EventEnvelope, Outcome};
+use streamcart_schemas::topics::Context;
 use streamcart_tests as support;
+use streamcart_tests::commands::{create_product, envelope, receive_stock};
+use streamcart_tests::kafka::produce;
+use streamcart_tests::world::World;
 use uuid::Uuid;
 
-const PARTITIONS: i32 = 4;
+/// The processor's dead-letter topic, as `streamcart process stock` names it.
+const DLQ: &str = "inventory.stock.processor";
 
-struct Run {
-    prefix: String,
-    topics: Topics,
-    codec: Codec,
+async fn world(name: &str) -> World {
+    let world = World::new(name).await;
+    world.create_topics(&[world.topics.dlq(DLQ)]).await;
+    world
 }
 
-impl Run {
-    async fn new(name: &str) -> Self {
-        let prefix = format!("{}.", support::unique(name));
-        let topics = Topics::with_prefix(prefix.clone());
-        let ctx = Context::Inventory;
-        let names = [
-            topics.commands(ctx),
-            topics.events(ctx),
-            topics.snapshots(ctx),
-            topics.command_results(),
-            topics.dlq("inventory.stock.processor"),
-        ];
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        support::create_topics(&refs, PARTITIONS).await;
-        let codec = Codec::new(&support::registry_url(), topics.clone()).expect("codec");
-        Self {
-            prefix,
-            topics,
-            codec,
-        }
-    }
-
-    fn processor(&self, instance: &str, log: &str) -> support::Child {
-        support::spawn_streamcart(
-            &["process", "stock"],
-            &[
-                ("STREAMCART_TOPIC_PREFIX", self.prefix.clone()),
-                ("STREAMCART_INSTANCE_ID", instance.to_owned()),
-                ("STREAMCART_PARTITIONS", PARTITIONS.to_string()),
-                // Small numbers so snapshots and checkpoints happen many times in a run.
-                ("STREAMCART_SNAPSHOT_EVERY_EVENTS", "3".into()),
-                ("STREAMCART_CHECKPOINT_EVERY_EVENTS", "250".into()),
-                ("STREAMCART_BATCH_MAX_RECORDS", "200".into()),
-            ],
-            &format!("{}{log}", self.prefix),
-        )
-    }
-
-    async fn receive(&self, sku: &str, quantity: u32) -> (Uuid, Vec<u8>) {
-        let id = Uuid::new_v4();
-        let envelope = CommandEnvelope {
-            command_id: id,
-            aggregate_id: sku.to_owned(),
-            expected_version: None,
-            issued_at: 0,
-            correlation_id: id.to_string(),
-            payload: StockCommand::ReceiveStock(ReceiveStock { quantity }),
-        };
-        (
-            id,
-            self.codec.encode(&envelope).await.expect("encode command"),
-        )
-    }
-
-    fn results(&self, at_least: usize, timeout: Duration) -> Vec<CommandResult> {
-        let rt = tokio::runtime::Handle::current();
-        support::read_topic(&self.topics.command_results(), at_least, timeout)
-            .iter()
-            .map(|m| {
-                rt.block_on(
-                    self.codec
-                        .decode::<CommandResult>(m.payload().expect("result value")),
-                )
-                .expect("decode result")
-            })
-            .collect()
-    }
-
-    fn events(&self, at_least: usize) -> Vec<(i32, EventEnvelope<StockEvent>)> {
-        let rt = tokio::runtime::Handle::current();
-        support::read_topic(
-            &self.topics.events(Context::Inventory),
-            at_least,
-            Duration::from_secs(60),
-        )
-        .iter()
-        .map(|m| {
-            let e = rt
-                .block_on(
-                    self.codec
-                        .decode::<EventEnvelope<StockEvent>>(m.payload().expect("event value")),
-                )
-                .expect("decode event");
-            (m.partition(), e)
-        })
-        .collect()
-    }
+fn spawn_processor(world: &World, instance: &str, log: &str) -> support::Child {
+    world.spawn_with(
+        &["process", "stock"],
+        &[
+            ("STREAMCART_INSTANCE_ID", instance.to_owned()),
+            // Small numbers so snapshots and checkpoints happen many times in a run.
+            ("STREAMCART_SNAPSHOT_EVERY_EVENTS", "3".into()),
+            ("STREAMCART_CHECKPOINT_EVERY_EVENTS", "250".into()),
+            ("STREAMCART_BATCH_MAX_RECORDS", "200".into()),
+        ],
+        log,
+    )
 }
 
-fn producer() -> ThreadedProducer<DefaultProducerContext> {
-    rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", support::kafka_bootstrap())
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer")
-}
-
-fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &str, value: &[u8]) {
-    let mut record = BaseRecord::to(topic).key(key).payload(value);
-    loop {
-        match p.send(record) {
-            Ok(()) => return,
-            Err((_, back)) => {
-                record = back;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    }
-}
-
-/// Waits until `expected` distinct command ids have a result, or the timeout passes.
-fn wait_for_results(run: &Run, expected: usize, timeout: Duration) -> Vec<CommandResult> {
+/// Waits until `expected` distinct command ids have a result, or fails naming what arrived.
+fn wait_for_results(world: &World, expected: usize, timeout: Duration) -> Vec<CommandResult> {
     let deadline = Instant::now() + timeout;
+    let mut results = world.results(expected, timeout);
+    // A command answered twice fills the count without every command having its answer: read
+    // again, for more than arrived so far.
     loop {
-        let results = run.results(expected, Duration::from_secs(20));
         let distinct: HashSet<Uuid> = results.iter().map(|r| r.command_id).collect();
-        if distinct.len() >= expected || Instant::now() > deadline {
+        if distinct.len() >= expected {
             return results;
         }
-        std::thread::sleep(Duration::from_secs(2));
+        let left = deadline.saturating_duration_since(Instant::now());
+        results = world.results(results.len() + 1, left.max(Duration::from_secs(20)));
     }
+}
+
+fn events(world: &World, expected: usize) -> Vec<(i32, EventEnvelope<StockEvent>)> {
+    world.decode_topic(
+        &world.topics.events(Context::Inventory),
+        expected,
+        Duration::from_secs(60),
+    )
 }
 
 /// Checks the exactly-once properties from the topics themselves.
-fn assert_exactly_once(run: &Run, sent: &HashMap<Uuid, (String, u32)>, results: &[CommandResult]) {
+fn assert_exactly_once(
+    world: &World,
+    sent: &HashMap<Uuid, (String, u32)>,
+    results: &[CommandResult],
+) {
     let mut by_command: HashMap<Uuid, usize> = HashMap::new();
     for r in results {
         *by_command.entry(r.command_id).or_default() += 1;
@@ -168,7 +86,7 @@ fn assert_exactly_once(run: &Run, sent: &HashMap<Uuid, (String, u32)>, results: 
         "commands with more than one result: {doubled:?}"
     );
 
-    let events = run.events(sent.len());
+    let events = events(world, sent.len());
     assert_eq!(events.len(), sent.len(), "one event per command");
     let mut versions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut received: BTreeMap<String, u64> = BTreeMap::new();
@@ -211,39 +129,37 @@ fn assert_exactly_once(run: &Run, sent: &HashMap<Uuid, (String, u32)>, results: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exactly_once_through_repeated_sigkills() {
-    let run = Run::new("cp_kill").await;
-    let commands_topic = run.topics.commands(Context::Inventory);
+    let world = world("cp_kill").await;
     let mut sent: HashMap<Uuid, (String, u32)> = HashMap::new();
     let mut batches = Vec::new();
     let mut rng = rand::rng();
     for i in 0..10_000u32 {
         let sku = format!("SKU-{:04}", i % 1_000);
         let qty = rng.random_range(1..=9);
-        let (id, bytes) = run.receive(&sku, qty).await;
+        let (id, bytes) = world.encode(&sku, receive_stock(qty)).await;
         sent.insert(id, (sku.clone(), qty));
         batches.push((sku, bytes));
     }
 
-    let mut processor = run.processor("a", "kill");
-    let p = producer();
+    let mut processor = spawn_processor(&world, "a", "kill");
     let mut kills = 0;
     let started = Instant::now();
     for (n, chunk) in batches.chunks(500).enumerate() {
         for (sku, bytes) in chunk {
-            send(&p, &commands_topic, sku, bytes);
+            world.send_encoded(Context::Inventory, sku, bytes);
         }
-        p.flush(Duration::from_secs(30)).expect("flush commands");
+        world.flush();
         // Kill at a random moment while commands flow, then restart with the same instance id.
         if n % 3 == 1 {
             tokio::time::sleep(Duration::from_millis(rng.random_range(200..1_500))).await;
             processor.kill_hard();
             kills += 1;
-            processor = run.processor("a", "kill");
+            processor = spawn_processor(&world, "a", "kill");
         }
     }
     assert!(kills >= 5, "only {kills} kills");
     let results = tokio::task::block_in_place(|| {
-        wait_for_results(&run, sent.len(), Duration::from_secs(240))
+        wait_for_results(&world, sent.len(), Duration::from_secs(240))
     });
     eprintln!(
         "exactly-once run: {} commands, {} kills, settled in {:?}",
@@ -251,7 +167,7 @@ async fn exactly_once_through_repeated_sigkills() {
         kills,
         started.elapsed()
     );
-    tokio::task::block_in_place(|| assert_exactly_once(&run, &sent, &results));
+    tokio::task::block_in_place(|| assert_exactly_once(&world, &sent, &results));
     assert!(
         processor.terminate(Duration::from_secs(30)),
         "clean shutdown on SIGTERM"
@@ -260,21 +176,13 @@ async fn exactly_once_through_repeated_sigkills() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_instance_takes_over_when_one_dies() {
-    let run = Run::new("cp_group").await;
-    let commands_topic = run.topics.commands(Context::Inventory);
-    let mut a = run.processor("a", "group-a");
-    let mut b = run.processor("b", "group-b");
+    let world = world("cp_group").await;
+    let mut a = spawn_processor(&world, "a", "group-a");
+    let mut b = spawn_processor(&world, "b", "group-b");
     // Both instances own partitions before any command flows: the group split the work.
-    let logs = support::streamcart_bin()
-        .parent()
-        .expect("dir")
-        .join("test-logs");
-    let log_of = |name: &str| {
-        std::fs::read_to_string(logs.join(format!("{}{name}.log", run.prefix))).unwrap_or_default()
-    };
     let deadline = Instant::now() + Duration::from_secs(90);
-    while !(log_of("group-a").contains("partition restored")
-        && log_of("group-b").contains("partition restored"))
+    while !(world.log("group-a").contains("partition restored")
+        && world.log("group-b").contains("partition restored"))
     {
         assert!(
             Instant::now() < deadline,
@@ -282,32 +190,33 @@ async fn a_second_instance_takes_over_when_one_dies() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let p = producer();
     let mut sent = HashMap::new();
     for i in 0..1_000u32 {
         let sku = format!("SKU-{:03}", i % 100);
-        let (id, bytes) = run.receive(&sku, 1 + i % 5).await;
+        let id = world
+            .send(Context::Inventory, &sku, receive_stock(1 + i % 5))
+            .await;
         sent.insert(id, (sku.clone(), 1 + i % 5));
-        send(&p, &commands_topic, &sku, &bytes);
     }
-    p.flush(Duration::from_secs(30)).expect("flush");
+    world.flush();
     let first = tokio::task::block_in_place(|| {
-        wait_for_results(&run, sent.len(), Duration::from_secs(120))
+        wait_for_results(&world, sent.len(), Duration::from_secs(120))
     });
     assert_eq!(first.len(), sent.len());
 
     a.kill_hard();
     for i in 0..1_000u32 {
         let sku = format!("SKU-{:03}", i % 100);
-        let (id, bytes) = run.receive(&sku, 1 + i % 7).await;
+        let id = world
+            .send(Context::Inventory, &sku, receive_stock(1 + i % 7))
+            .await;
         sent.insert(id, (sku.clone(), 1 + i % 7));
-        send(&p, &commands_topic, &sku, &bytes);
     }
-    p.flush(Duration::from_secs(30)).expect("flush");
+    world.flush();
     let results = tokio::task::block_in_place(|| {
-        wait_for_results(&run, sent.len(), Duration::from_secs(180))
+        wait_for_results(&world, sent.len(), Duration::from_secs(180))
     });
-    tokio::task::block_in_place(|| assert_exactly_once(&run, &sent, &results));
+    tokio::task::block_in_place(|| assert_exactly_once(&world, &sent, &results));
     assert!(b.terminate(Duration::from_secs(30)));
 }
 
@@ -321,39 +230,28 @@ fn header(m: &OwnedMessage, name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn poison_records_are_dead_lettered_and_processing_continues() {
-    let run = Run::new("cp_poison").await;
-    let commands_topic = run.topics.commands(Context::Inventory);
-    let dlq = run.topics.dlq("inventory.stock.processor");
-    let mut processor = run.processor("a", "poison");
-    let p = producer();
+    let world = world("cp_poison").await;
+    let commands_topic = world.topics.commands(Context::Inventory);
+    let dlq = world.topics.dlq(DLQ);
+    let mut processor = spawn_processor(&world, "a", "poison");
+    let p = &world.producer;
 
-    send(&p, &commands_topic, "SKU-1", b"definitely not avro");
+    produce(p, &commands_topic, "SKU-1", b"definitely not avro");
     let mut unknown_id = vec![0u8];
     unknown_id.extend_from_slice(&987_654_321u32.to_be_bytes());
     unknown_id.extend_from_slice(&[2, 4, 6]);
-    send(&p, &commands_topic, "SKU-1", &unknown_id);
+    produce(p, &commands_topic, "SKU-1", &unknown_id);
     // A catalog command on the inventory topic: a valid record of another aggregate type.
-    let wrong = CommandEnvelope {
-        command_id: Uuid::new_v4(),
-        aggregate_id: "SKU-1".into(),
-        expected_version: None,
-        issued_at: 0,
-        correlation_id: "x".into(),
-        payload: ProductCommand::CreateProduct(CreateProduct {
-            sku: "SKU-1".into(),
-            name: "Lamp".into(),
-            category: "home".into(),
-            price: Money::new(1999, "EUR").expect("money"),
-        }),
-    };
-    let wrong_bytes = run.codec.encode(&wrong).await.expect("encode");
-    send(&p, &commands_topic, "SKU-1", &wrong_bytes);
-    let (good, good_bytes) = run.receive("SKU-1", 4).await;
-    send(&p, &commands_topic, "SKU-1", &good_bytes);
+    let wrong = envelope("SKU-1", create_product("SKU-1", "Lamp", "home", 1999));
+    let wrong_bytes = world.codec.encode(&wrong).await.expect("encode");
+    produce(p, &commands_topic, "SKU-1", &wrong_bytes);
+    let good = world
+        .send(Context::Inventory, "SKU-1", receive_stock(4))
+        .await;
     p.flush(Duration::from_secs(30)).expect("flush");
 
     let results =
-        tokio::task::block_in_place(|| wait_for_results(&run, 1, Duration::from_secs(60)));
+        tokio::task::block_in_place(|| wait_for_results(&world, 1, Duration::from_secs(60)));
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].command_id, good);
     assert!(matches!(

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{BaseRecord, Producer};
 use streamcart_schemas::summary::ProductSummary;
 use streamcart_tests as support;
+use streamcart_tests::clock::now_ms;
 use streamcart_tests::pipelines::{Pipelines, run_connect_script};
-use streamcart_tests::read_models::{World, now_ms};
+use streamcart_tests::world::World;
 
 const PRODUCTS: usize = 20;
 

@@ -10,17 +10,16 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseRecord, Producer};
-use streamcart_aggregates::catalog::{CreateProduct, ProductCommand};
-use streamcart_aggregates::inventory::{ReceiveStock, StockCommand};
-use streamcart_aggregates::orders::{OrderCommand, OrderLineRequest, PlaceOrder};
-use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku};
+use rdkafka::producer::BaseRecord;
+use streamcart_aggregates::orders::PlaceOrder;
 use streamcart_projectors::CassandraStore;
-use streamcart_schemas::topics::Context;
 use streamcart_tests as support;
+use streamcart_tests::clock::now_ms;
+use streamcart_tests::commands::{self, DECLINED_CARD, GOOD_CARD};
+use streamcart_tests::kafka::produce;
 use streamcart_tests::pipelines::{Pipelines, pg_differences, pg_orders, run_connect_script};
-use streamcart_tests::read_models::{World, differences, expected, now_ms};
-use uuid::Uuid;
+use streamcart_tests::read_models::{differences, expected};
+use streamcart_tests::world::World;
 
 const ORDERS_CONNECTOR: &str = "orders-order-summary-postgres";
 const PRODUCTS_CONNECTOR: &str = "catalog-product-summary-postgres";
@@ -77,19 +76,8 @@ async fn summaries_reach_postgres_through_restarts_and_bad_records() {
     let orders_connector = format!("{}{ORDERS_CONNECTOR}", world.prefix);
     let orders_dlq = format!("{}connect.{ORDERS_CONNECTOR}.dlq", world.prefix);
 
-    let _system: Vec<support::Child> = [
-        vec!["process", "product"],
-        vec!["process", "stock"],
-        vec!["process", "order"],
-        vec!["process", "payment"],
-        vec!["sagas"],
-        vec!["project", "products"],
-        vec!["project", "stock"],
-        vec!["project", "orders"],
-    ]
-    .iter()
-    .map(|a| world.spawn(a, &a.join("-")))
-    .collect();
+    let _system = world.spawn_system();
+    let _projectors = world.spawn_projectors();
 
     // The sinks go in first, as they would in production: they must follow the stream, not
     // just copy a finished one.
@@ -115,34 +103,21 @@ async fn summaries_reach_postgres_through_restarts_and_bad_records() {
 
     let skus = ["C-1", "C-2", "C-3", "C-4"];
     for (i, sku) in skus.iter().enumerate() {
-        let create = CreateProduct {
-            sku: (*sku).into(),
-            name: format!("Connected {i}"),
-            category: "kitchen".into(),
-            price: Money::new(1_500 + 100 * i as i64, "EUR").expect("money"),
-        };
-        world
-            .send(Context::Catalog, sku, ProductCommand::CreateProduct(create))
-            .await;
         // Less stock than demand, so some orders are cancelled for stock as well as for payment.
         world
-            .send(
-                Context::Inventory,
+            .seed_product(
                 sku,
-                StockCommand::ReceiveStock(ReceiveStock { quantity: 60 }),
+                &format!("Connected {i}"),
+                "kitchen",
+                1_500 + 100 * i as i64,
+                60,
             )
             .await;
     }
-    world
-        .producer
-        .flush(Duration::from_secs(30))
-        .expect("flush");
+    world.flush();
     // Orders are placed only once the order processor prices them from its catalog copy.
     let probes = world
-        .wait_until_orders_are_priced(
-            skus[0],
-            &CustomerId::new(Uuid::new_v4().to_string()).expect("customer"),
-        )
+        .wait_until_orders_are_priced(skus[0], &commands::customer())
         .await;
 
     // Records the sink cannot read: not Avro at all, and Avro framing naming a schema the
@@ -155,58 +130,30 @@ async fn summaries_reach_postgres_through_restarts_and_bad_records() {
         ),
     ];
 
-    let customers: Vec<CustomerId> = (0..25)
-        .map(|_| CustomerId::new(Uuid::new_v4().to_string()).expect("customer"))
-        .collect();
+    let customers: Vec<_> = (0..25).map(|_| commands::customer()).collect();
     let mut placed = Vec::new();
     for n in 0..300usize {
-        let order = OrderId::new(Uuid::new_v4().to_string()).expect("order");
-        placed.push(order.as_str().to_owned());
-        let place = PlaceOrder {
-            order_id: order.clone(),
-            customer_id: customers[n % customers.len()].clone(),
-            lines: vec![OrderLineRequest {
-                sku: Sku::new(skus[n % skus.len()]).expect("sku"),
-                quantity: 1 + (n % 2) as u32,
-            }],
-            card_token: if n % 7 == 3 {
-                "card-declined".into()
-            } else {
-                "card-ok".into()
-            },
-            deadline_at: now_ms() + 600_000,
+        let card = if n % 7 == 3 { DECLINED_CARD } else { GOOD_CARD };
+        let lines = [(skus[n % skus.len()], 1 + (n % 2) as u32)];
+        let order = PlaceOrder {
             placed_at: now_ms() + n as i64,
+            ..commands::place_order(&customers[n % customers.len()], &lines, card)
         };
-        world
-            .send(
-                Context::Orders,
-                order.as_str(),
-                OrderCommand::PlaceOrder(place),
-            )
-            .await;
+        placed.push(world.place(order).await);
         if n == 80 {
             let topic = world.topics.order_summary();
             for (key, value) in &bad {
-                world
-                    .producer
-                    .send(BaseRecord::to(&topic).key(*key).payload(value))
-                    .expect("produce bad record");
+                produce(&world.producer, &topic, key, value);
             }
         }
         // The orders sink is restarted, tasks included, while summaries are flowing.
         if n == 150 {
-            world
-                .producer
-                .flush(Duration::from_secs(30))
-                .expect("flush");
+            world.flush();
             tokio::time::sleep(Duration::from_secs(2)).await;
             restart_connector(&orders_connector).await;
         }
     }
-    world
-        .producer
-        .flush(Duration::from_secs(30))
-        .expect("flush");
+    world.flush();
 
     let store = CassandraStore::connect(&support::cassandra_node(), &world.keyspace)
         .await
@@ -405,10 +352,7 @@ async fn summaries_reach_postgres_through_restarts_and_bad_records() {
         .producer
         .send(BaseRecord::<str, [u8]>::to(&topic).key(gone_id.as_str()))
         .expect("produce tombstone");
-    world
-        .producer
-        .flush(Duration::from_secs(30))
-        .expect("flush");
+    world.flush();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (rows, n) = pg_orders(&pg, &orders_table).await;

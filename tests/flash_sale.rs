@@ -3,145 +3,51 @@
 //! at random. When everything has settled, the invariants are checked from the event topics.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::seq::IndexedRandom;
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use streamcart_aggregates::catalog::{CreateProduct, ProductCommand};
-use streamcart_aggregates::inventory::{ReceiveStock, StockCommand, StockEvent};
-use streamcart_aggregates::orders::{OrderCommand, OrderEvent, OrderLineRequest, PlaceOrder};
+use streamcart_aggregates::catalog::ProductEvent;
+use streamcart_aggregates::inventory::StockEvent;
+use streamcart_aggregates::orders::{OrderEvent, OrderLineRequest, PlaceOrder};
 use streamcart_aggregates::payments::PaymentEvent;
-use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku};
-use streamcart_schemas::codec::Codec;
-use streamcart_schemas::envelope::{
-    CommandEnvelope, CommandPayload, EventEnvelope, EventPayload, WireRecord,
-};
-use streamcart_schemas::topics::{Context, Topics};
+use streamcart_aggregates::values::Sku;
+use streamcart_schemas::topics::Context;
 use streamcart_tests as support;
+use streamcart_tests::clock::now_ms;
+use streamcart_tests::commands::{self, DECLINED_CARD};
 use streamcart_tests::ledger::{assert_sale_invariants, check_versions, fold, settled};
-use uuid::Uuid;
+use streamcart_tests::world::World;
 
-const PARTITIONS: i32 = 4;
 const HOT: &str = "SKU-HOT";
 const HOT_UNITS: u32 = 100;
 const ORDERS: usize = 2_000;
 const CUSTOMERS: usize = 500;
-const DECLINED_CARD: &str = "card-declined";
 const ROLES: [&str; 5] = ["product", "stock", "order", "payment", "sagas"];
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-struct Sale {
-    prefix: String,
-    topics: Topics,
-    codec: Codec,
-    producer: ThreadedProducer<DefaultProducerContext>,
-}
-
-impl Sale {
-    fn spawn(&self, role: &str, generation: usize) -> support::Child {
-        let args: Vec<&str> = if role == "sagas" {
-            vec!["sagas"]
-        } else {
-            vec!["process", role]
-        };
-        support::spawn_streamcart(
-            &args,
-            &[
-                ("STREAMCART_TOPIC_PREFIX", self.prefix.clone()),
-                ("STREAMCART_PARTITIONS", PARTITIONS.to_string()),
-                ("STREAMCART_PAYMENTS_DECLINED_CARDS", DECLINED_CARD.into()),
-                ("STREAMCART_SNAPSHOT_EVERY_EVENTS", "5".into()),
-                ("STREAMCART_CHECKPOINT_EVERY_EVENTS", "300".into()),
-            ],
-            &format!("{}{role}-{generation}", self.prefix),
-        )
-    }
-
-    async fn send<C: CommandPayload>(
-        &self,
-        context: Context,
-        aggregate_id: &str,
-        payload: C,
-    ) -> Uuid {
-        let id = Uuid::new_v4();
-        let envelope = CommandEnvelope {
-            command_id: id,
-            aggregate_id: aggregate_id.to_owned(),
-            expected_version: None,
-            issued_at: now_ms(),
-            correlation_id: aggregate_id.to_owned(),
-            payload,
-        };
-        let bytes = self.codec.encode(&envelope).await.expect("encode command");
-        let topic = self.topics.commands(context);
-        let mut record = BaseRecord::to(&topic).key(aggregate_id).payload(&bytes);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return id,
-                Err((_, back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        }
-    }
-
-    fn events<E: EventPayload>(&self, context: Context) -> Vec<EventEnvelope<E>>
-    where
-        EventEnvelope<E>: WireRecord,
-    {
-        let rt = tokio::runtime::Handle::current();
-        support::read_topic(&self.topics.events(context), 0, Duration::from_secs(60))
-            .iter()
-            .map(|m| {
-                rt.block_on(
-                    self.codec
-                        .decode::<EventEnvelope<E>>(m.payload().expect("event value")),
-                )
-                .expect("decode event")
-            })
-            .collect()
-    }
+fn spawn(world: &World, role: &str, generation: usize) -> support::Child {
+    let args: Vec<&str> = if role == "sagas" {
+        vec!["sagas"]
+    } else {
+        vec!["process", role]
+    };
+    world.spawn_with(
+        &args,
+        &[
+            ("STREAMCART_SNAPSHOT_EVERY_EVENTS", "5".into()),
+            ("STREAMCART_CHECKPOINT_EVERY_EVENTS", "300".into()),
+        ],
+        &format!("{role}-{generation}"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flash_sale_with_crashes_keeps_every_invariant() {
-    let prefix = format!("{}.", support::unique("flash"));
-    let topics = Topics::with_prefix(prefix.clone());
-    let mut names = vec![topics.command_results()];
-    for ctx in Context::ALL {
-        names.extend([
-            topics.commands(ctx),
-            topics.events(ctx),
-            topics.snapshots(ctx),
-        ]);
-    }
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    support::create_topics(&refs, PARTITIONS).await;
-    let sale = Sale {
-        prefix: prefix.clone(),
-        codec: Codec::new(&support::registry_url(), topics.clone()).expect("codec"),
-        topics,
-        producer: rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", support::kafka_bootstrap())
-            .set("enable.idempotence", "true")
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
-            .create()
-            .expect("producer"),
-    };
+    let world = World::new("flash").await;
     let started = Instant::now();
     let mut generation = 0;
     let mut roles: HashMap<&str, support::Child> =
-        ROLES.iter().map(|r| (*r, sale.spawn(r, 0))).collect();
+        ROLES.iter().map(|r| (*r, spawn(&world, r, 0))).collect();
 
     // The catalog and the stock.
     let skus: Vec<String> = std::iter::once(HOT.to_owned())
@@ -149,43 +55,19 @@ async fn flash_sale_with_crashes_keeps_every_invariant() {
         .collect();
     for (i, sku) in skus.iter().enumerate() {
         let price = if i == 0 { 2_500 } else { 400 + 100 * i as i64 };
-        let create = CreateProduct {
-            sku: sku.clone(),
-            name: format!("Product {sku}"),
-            category: "sale".into(),
-            price: Money::new(price, "EUR").expect("money"),
-        };
-        sale.send(Context::Catalog, sku, ProductCommand::CreateProduct(create))
-            .await;
         let units = if i == 0 { HOT_UNITS } else { 1_000 };
-        sale.send(
-            Context::Inventory,
-            sku,
-            StockCommand::ReceiveStock(ReceiveStock { quantity: units }),
-        )
-        .await;
+        world
+            .seed_product(sku, &format!("Product {sku}"), "sale", price, units)
+            .await;
     }
-    sale.producer.flush(Duration::from_secs(30)).expect("flush");
-    // The order processor prices from its catalog copy: wait until every product is in it.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let catalog = tokio::task::block_in_place(|| {
-            sale.events::<streamcart_aggregates::catalog::ProductEvent>(Context::Catalog)
-        });
-        if catalog.len() >= skus.len() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "catalog never reached its events topic"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    world.flush();
+    // The order processor prices from its catalog copy: wait until every product is in it
+    // (the read waits for one event per product created).
+    let catalog = tokio::task::block_in_place(|| world.events::<ProductEvent>(Context::Catalog));
+    assert!(catalog.len() >= skus.len(), "every product has its event");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let customers: Vec<CustomerId> = (0..CUSTOMERS)
-        .map(|_| CustomerId::new(Uuid::new_v4().to_string()).expect("customer"))
-        .collect();
+    let customers: Vec<_> = (0..CUSTOMERS).map(|_| commands::customer()).collect();
     let mut rng = rand::rng();
     let mut kills = 0;
     let mut next_kill = Instant::now() + Duration::from_millis(rng.random_range(500..2_000));
@@ -197,10 +79,9 @@ async fn flash_sale_with_crashes_keeps_every_invariant() {
             child.kill_hard();
         }
         *generation += 1;
-        roles.insert(role, sale.spawn(role, *generation));
+        roles.insert(role, spawn(&world, role, *generation));
     };
     for n in 0..ORDERS {
-        let order_id = OrderId::new(Uuid::new_v4().to_string()).expect("order id");
         let mut lines = vec![OrderLineRequest {
             sku: Sku::new(HOT).expect("sku"),
             quantity: rng.random_range(1..=2),
@@ -231,21 +112,14 @@ async fn flash_sale_with_crashes_keeps_every_invariant() {
             format!("card-{}", n % 97)
         };
         let place = PlaceOrder {
-            order_id: order_id.clone(),
-            customer_id: customers[n % CUSTOMERS].clone(),
             lines,
-            card_token,
             deadline_at,
             placed_at,
+            ..commands::place_order(&customers[n % CUSTOMERS], &[], &card_token)
         };
-        sale.send(
-            Context::Orders,
-            order_id.as_str(),
-            OrderCommand::PlaceOrder(place),
-        )
-        .await;
+        world.place(place).await;
         if Instant::now() >= next_kill {
-            sale.producer.flush(Duration::from_secs(30)).expect("flush");
+            world.flush();
             kill_one(&mut roles, &mut generation, &mut rng);
             kills += 1;
             next_kill = Instant::now() + Duration::from_millis(rng.random_range(700..2_500));
@@ -254,7 +128,7 @@ async fn flash_sale_with_crashes_keeps_every_invariant() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    sale.producer.flush(Duration::from_secs(30)).expect("flush");
+    world.flush();
     // Keep crashing roles while the saga works through the backlog.
     while kills < 10 {
         tokio::time::sleep(Duration::from_millis(rng.random_range(700..2_000))).await;
@@ -267,9 +141,9 @@ async fn flash_sale_with_crashes_keeps_every_invariant() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let (stock, orders, payments) = tokio::task::block_in_place(|| {
             (
-                sale.events::<StockEvent>(Context::Inventory),
-                sale.events::<OrderEvent>(Context::Orders),
-                sale.events::<PaymentEvent>(Context::Payments),
+                world.events::<StockEvent>(Context::Inventory),
+                world.events::<OrderEvent>(Context::Orders),
+                world.events::<PaymentEvent>(Context::Payments),
             )
         });
         let ledger = fold(&stock, &orders, &payments);

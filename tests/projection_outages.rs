@@ -8,16 +8,14 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::Producer;
-use streamcart_aggregates::catalog::{ChangePrice, CreateProduct, ProductCommand};
-use streamcart_aggregates::inventory::{ReceiveStock, StockCommand};
-use streamcart_aggregates::orders::{OrderCommand, OrderLineRequest, PlaceOrder};
-use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku};
+use streamcart_aggregates::catalog::{ChangePrice, ProductCommand};
+use streamcart_aggregates::values::{CustomerId, Money};
 use streamcart_projectors::{CacheOptions, CassandraStore, ProductCache};
 use streamcart_schemas::topics::Context;
 use streamcart_tests as support;
-use streamcart_tests::read_models::{World, now_ms, wait_equal};
-use uuid::Uuid;
+use streamcart_tests::commands::{self, GOOD_CARD};
+use streamcart_tests::read_models::wait_equal;
+use streamcart_tests::world::World;
 
 async fn place_orders(
     world: &World,
@@ -27,75 +25,27 @@ async fn place_orders(
 ) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
-        let order = OrderId::new(Uuid::new_v4().to_string()).expect("order");
-        let place = PlaceOrder {
-            order_id: order.clone(),
-            customer_id: customer.clone(),
-            lines: vec![OrderLineRequest {
-                sku: Sku::new(skus[i % skus.len()]).expect("sku"),
-                quantity: 1,
-            }],
-            card_token: "card-ok".into(),
-            deadline_at: now_ms() + 600_000,
-            placed_at: now_ms(),
-        };
-        world
-            .send(
-                Context::Orders,
-                order.as_str(),
-                OrderCommand::PlaceOrder(place),
-            )
-            .await;
-        ids.push(order.as_str().to_owned());
+        let order = commands::place_order(customer, &[(skus[i % skus.len()], 1)], GOOD_CARD);
+        ids.push(world.place(order).await);
     }
-    world
-        .producer
-        .flush(Duration::from_secs(30))
-        .expect("flush");
+    world.flush();
     ids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn projectors_ride_out_cassandra_and_redis_outages() {
     let world = World::new("outage").await;
-    let _system: Vec<support::Child> = [
-        vec!["process", "product"],
-        vec!["process", "stock"],
-        vec!["process", "order"],
-        vec!["process", "payment"],
-        vec!["sagas"],
-        vec!["project", "products"],
-        vec!["project", "stock"],
-        vec!["project", "orders"],
-    ]
-    .iter()
-    .map(|a| world.spawn(a, &a.join("-")))
-    .collect();
+    let _system = world.spawn_system();
+    let _projectors = world.spawn_projectors();
 
     let skus = ["O-1", "O-2"];
     for sku in skus {
-        let create = CreateProduct {
-            sku: sku.into(),
-            name: format!("Product {sku}"),
-            category: "outage".into(),
-            price: Money::new(700, "EUR").expect("money"),
-        };
         world
-            .send(Context::Catalog, sku, ProductCommand::CreateProduct(create))
-            .await;
-        world
-            .send(
-                Context::Inventory,
-                sku,
-                StockCommand::ReceiveStock(ReceiveStock { quantity: 1_000 }),
-            )
+            .seed_product(sku, &format!("Product {sku}"), "outage", 700, 1_000)
             .await;
     }
-    world
-        .producer
-        .flush(Duration::from_secs(30))
-        .expect("flush");
-    let customer = CustomerId::new(Uuid::new_v4().to_string()).expect("customer");
+    world.flush();
+    let customer = commands::customer();
     world.wait_until_orders_are_priced("O-2", &customer).await;
     let mut placed = place_orders(&world, &customer, &skus, 40).await;
     let store = CassandraStore::connect(&support::cassandra_node(), &world.keyspace)
@@ -141,10 +91,7 @@ async fn projectors_ride_out_cassandra_and_redis_outages() {
             }),
         )
         .await;
-    world
-        .producer
-        .flush(Duration::from_secs(30))
-        .expect("flush");
+    world.flush();
     tokio::time::sleep(Duration::from_secs(5)).await;
     tokio::task::block_in_place(|| support::stack(&["start", "redis"]));
     wait_equal(
@@ -163,10 +110,7 @@ async fn projectors_ride_out_cassandra_and_redis_outages() {
             }),
         )
         .await;
-    world
-        .producer
-        .flush(Duration::from_secs(30))
-        .expect("flush");
+    world.flush();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let stored = store.product("O-2").await.expect("read").expect("O-2");

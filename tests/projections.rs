@@ -8,62 +8,41 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::message::Message;
-use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
-use streamcart_aggregates::catalog::{ChangeCategory, CreateProduct, ProductCommand};
-use streamcart_aggregates::inventory::{ReceiveStock, StockCommand};
-use streamcart_aggregates::orders::{OrderCommand, OrderLineRequest, PlaceOrder};
-use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku};
+use streamcart_aggregates::catalog::{ChangeCategory, ProductCommand};
+use streamcart_aggregates::orders::PlaceOrder;
 use streamcart_projectors::{CacheOptions, CassandraStore, OrderStatus, ProductCache, Projection};
 use streamcart_schemas::summary::OrderSummary;
 use streamcart_schemas::topics::Context;
 use streamcart_tests as support;
-use streamcart_tests::read_models::{World, expected, now_ms, wait_equal};
-use uuid::Uuid;
+use streamcart_tests::clock::now_ms;
+use streamcart_tests::commands::{self, DECLINED_CARD, GOOD_CARD};
+use streamcart_tests::read_models::{expected, wait_equal};
+use streamcart_tests::world::World;
+
+const PROJECTORS: [&str; 3] = ["products", "stock", "orders"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn read_models_equal_the_events_through_crashes_redelivery_and_rebuild() {
     let world = World::new("proj").await;
 
-    let _system: Vec<support::Child> = [
-        vec!["process", "product"],
-        vec!["process", "stock"],
-        vec!["process", "order"],
-        vec!["process", "payment"],
-        vec!["sagas"],
-    ]
-    .iter()
-    .map(|a| world.spawn(a, &a.join("-")))
-    .collect();
+    let _system = world.spawn_system();
     let projector = |name: &str, generation: usize| {
         world.spawn(&["project", name], &format!("project-{name}-{generation}"))
     };
-    let mut projectors: BTreeMap<&str, support::Child> = ["products", "stock", "orders"]
-        .iter()
-        .map(|n| (*n, projector(n, 0)))
-        .collect();
+    let mut projectors: BTreeMap<&str, support::Child> =
+        PROJECTORS.iter().map(|n| (*n, projector(n, 0))).collect();
 
     let skus = ["P-1", "P-2", "P-3", "P-4"];
     for (i, sku) in skus.iter().enumerate() {
-        let create = CreateProduct {
-            sku: (*sku).into(),
-            name: format!("Product {i}"),
-            category: if i % 2 == 0 {
-                "kitchen".into()
-            } else {
-                "garden".into()
-            },
-            price: Money::new(1_000 + 250 * i as i64, "EUR").expect("money"),
-        };
+        let category = if i % 2 == 0 { "kitchen" } else { "garden" };
         world
-            .send(Context::Catalog, sku, ProductCommand::CreateProduct(create))
-            .await;
-        world
-            .send(
-                Context::Inventory,
+            .seed_product(
                 sku,
-                StockCommand::ReceiveStock(ReceiveStock { quantity: 40 }),
+                &format!("Product {i}"),
+                category,
+                1_000 + 250 * i as i64,
+                40,
             )
             .await;
     }
@@ -77,64 +56,47 @@ async fn read_models_equal_the_events_through_crashes_redelivery_and_rebuild() {
             }),
         )
         .await;
+    world.flush();
     world
-        .producer
-        .flush(Duration::from_secs(30))
-        .expect("flush");
-    world
-        .wait_until_orders_are_priced(
-            "P-2",
-            &CustomerId::new(Uuid::new_v4().to_string()).expect("customer"),
-        )
+        .wait_until_orders_are_priced("P-2", &commands::customer())
         .await;
 
-    let customers: Vec<CustomerId> = (0..30)
-        .map(|_| CustomerId::new(Uuid::new_v4().to_string()).expect("customer"))
-        .collect();
+    let customers: Vec<_> = (0..30).map(|_| commands::customer()).collect();
+    let mut kills: BTreeMap<&str, usize> = BTreeMap::new();
     for n in 0..300usize {
-        let order = OrderId::new(Uuid::new_v4().to_string()).expect("order");
-        let place = PlaceOrder {
-            order_id: order.clone(),
-            customer_id: customers[n % customers.len()].clone(),
-            lines: vec![OrderLineRequest {
-                sku: Sku::new(skus[n % skus.len()]).expect("sku"),
-                quantity: 1 + (n % 2) as u32,
-            }],
-            card_token: if n % 9 == 4 {
-                "card-declined".into()
-            } else {
-                "card-ok".into()
-            },
-            deadline_at: now_ms() + 600_000,
-            placed_at: now_ms() + n as i64,
-        };
+        let card = if n % 9 == 4 { DECLINED_CARD } else { GOOD_CARD };
+        let lines = [(skus[n % skus.len()], 1 + (n % 2) as u32)];
         world
-            .send(
-                Context::Orders,
-                order.as_str(),
-                OrderCommand::PlaceOrder(place),
-            )
+            .place(PlaceOrder {
+                placed_at: now_ms() + n as i64,
+                ..commands::place_order(&customers[n % customers.len()], &lines, card)
+            })
             .await;
-        // (a) Projectors are SIGKILLed and restarted while events flow.
+        // (a) Projectors are SIGKILLed and restarted while events flow: each round's victim is
+        // the next projector in turn, and the orders projector (the busiest) goes down too.
         if n % 75 == 40 {
-            world
-                .producer
-                .flush(Duration::from_secs(30))
-                .expect("flush");
-            let name = ["products", "stock", "orders"][n % 3];
-            if let Some(p) = projectors.get_mut(name) {
-                p.kill_hard();
+            world.flush();
+            let victim = PROJECTORS[(n / 75) % PROJECTORS.len()];
+            let mut victims = vec![victim];
+            if victim != "orders" {
+                victims.push("orders");
             }
-            projectors.insert(name, projector(name, n));
-            let orders = projectors.get_mut("orders").expect("orders projector");
-            orders.kill_hard();
-            projectors.insert("orders", projector("orders", n + 1));
+            for (i, name) in victims.into_iter().enumerate() {
+                if let Some(p) = projectors.get_mut(name) {
+                    p.kill_hard();
+                }
+                projectors.insert(name, projector(name, n + i));
+                *kills.entry(name).or_default() += 1;
+            }
         }
     }
-    world
-        .producer
-        .flush(Duration::from_secs(30))
-        .expect("flush");
+    world.flush();
+    for name in PROJECTORS {
+        assert!(
+            kills.get(name).is_some_and(|k| *k > 0),
+            "the {name} projector was never killed: {kills:?}"
+        );
+    }
 
     let store = CassandraStore::connect(&support::cassandra_node(), &world.keyspace)
         .await
@@ -197,19 +159,16 @@ async fn read_models_equal_the_events_through_crashes_redelivery_and_rebuild() {
     }
 
     // The public summary stream carries the latest version of every order.
-    let rt = tokio::runtime::Handle::current();
     let summaries: Vec<OrderSummary> = tokio::task::block_in_place(|| {
-        support::read_topic(
-            &world.topics.order_summary(),
-            x.orders.len(),
-            Duration::from_secs(60),
-        )
-        .iter()
-        .map(|m| {
-            rt.block_on(world.codec.decode(m.payload().expect("value")))
-                .expect("decode summary")
-        })
-        .collect()
+        world
+            .decode_topic(
+                &world.topics.order_summary(),
+                x.orders.len(),
+                Duration::from_secs(60),
+            )
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
     });
     let mut latest: HashMap<String, OrderSummary> = HashMap::new();
     for s in summaries {
@@ -241,7 +200,7 @@ async fn read_models_equal_the_events_through_crashes_redelivery_and_rebuild() {
         .set("bootstrap.servers", support::kafka_bootstrap())
         .create()
         .expect("admin");
-    let groups: Vec<String> = ["products", "stock", "orders"]
+    let groups: Vec<String> = PROJECTORS
         .iter()
         .map(|n| format!("{}projector.{n}", world.prefix))
         .collect();
@@ -270,10 +229,7 @@ async fn read_models_equal_the_events_through_crashes_redelivery_and_rebuild() {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
-    let _replayers: Vec<support::Child> = ["products", "stock", "orders"]
-        .iter()
-        .map(|n| projector(n, 999))
-        .collect();
+    let _replayers: Vec<support::Child> = PROJECTORS.iter().map(|n| projector(n, 999)).collect();
     tokio::time::sleep(Duration::from_secs(10)).await;
     wait_equal(&store, &world, "after every event was delivered twice").await;
 

@@ -27,7 +27,8 @@ use streamcart_schemas::EventEnvelope;
 use streamcart_schemas::summary::ProductSummary;
 use streamcart_schemas::topics::Context;
 use streamcart_tests as support;
-use streamcart_tests::read_models::{PARTITIONS, World, now_ms};
+use streamcart_tests::clock::now_ms;
+use streamcart_tests::world::{PARTITIONS, World};
 use uuid::Uuid;
 
 /// Products written per test; each gets three events (created, renamed, repriced).
@@ -410,7 +411,7 @@ async fn while_the_registry_is_unreachable_nothing_is_skipped_or_committed() {
     tokio::task::block_in_place(|| wait_committed_to_end(&group, &topic));
     let dlq = world.topics.dlq("projector.products");
     let letters =
-        tokio::task::block_in_place(|| support::read_topic(&dlq, 0, Duration::from_secs(5)));
+        tokio::task::block_in_place(|| support::read_topic(&dlq, 0, Duration::from_secs(30)));
     assert!(letters.is_empty(), "{} events dead-lettered", letters.len());
     assert!(
         projector.terminate(Duration::from_secs(30)),

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use streamcart_tests::read_models::World;
+use streamcart_tests::clock::epoch_seconds;
+use streamcart_tests::world::World;
 use streamcart_tests::{self as support, Child};
 use uuid::Uuid;
 
@@ -23,13 +24,6 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 
 fn fixture(name: &str) -> String {
     format!("{FIXTURES}/{name}")
-}
-
-fn epoch_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn claims(sub: &str, roles: &[&str], expires_in: i64) -> Value {
@@ -215,8 +209,61 @@ fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) 
     );
 }
 
+/// What most tests start from: an edge with every role behind it, a catalog admin's token, and
+/// a product created through the gateway and visible to reads at version 1.
+struct Shop {
+    edge: Edge,
+    /// Unique to the test: prefixes skus, categories and customers.
+    tag: String,
+    admin: String,
+    sku: String,
+}
+
+impl Shop {
+    /// Opens a shop whose product `{tag}-LAMP` ("Desk lamp", category `{tag}-lights`) costs
+    /// `price_minor` euro cents.
+    async fn open(name: &str, price_minor: i64) -> Self {
+        let world = World::new(name).await;
+        let tag = world.keyspace.clone();
+        let edge = Edge::start(world, true, &[]).await;
+        let admin = hs256("admin-1", &["catalog_admin"]);
+        let sku = format!("{tag}-LAMP");
+        let (status, body) = edge
+            .create_product(
+                &admin,
+                &sku,
+                "Desk lamp",
+                &format!("{tag}-lights"),
+                price_minor,
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+        // The roles may still be starting: the command may be answered before it is handled.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, body) = edge
+                .get(&format!("/v1/products/{sku}?min_version=1"), None)
+                .await;
+            if status == StatusCode::OK {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sku} never readable: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Shop {
+            edge,
+            tag,
+            admin,
+            sku,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn commands_reads_and_read_your_writes_over_every_endpoint() {
+async fn a_command_is_answered_once_whenever_its_result_arrives() {
     let _shared = SERVERS.read().await;
     let world = World::new("qapi").await;
     let tag = world.keyspace.clone();
@@ -310,6 +357,17 @@ async fn commands_reads_and_read_your_writes_over_every_endpoint() {
             .as_str()
             .is_some_and(|c| c.starts_with("product."))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_wait_for_the_version_a_command_returned_and_if_match_guards_writes() {
+    let _shared = SERVERS.read().await;
+    let Shop {
+        edge,
+        tag: _,
+        admin,
+        sku,
+    } = Shop::open("qryw", 2499).await;
 
     // Read-your-writes: the version a command returned is visible at once, from the query
     // parameter or the header.
@@ -375,6 +433,17 @@ async fn commands_reads_and_read_your_writes_over_every_endpoint() {
         )
         .await;
     assert_error(status, &stale, StatusCode::CONFLICT, "concurrency.conflict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn category_listings_page_with_cursors() {
+    let _shared = SERVERS.read().await;
+    let Shop {
+        edge,
+        tag,
+        admin,
+        sku,
+    } = Shop::open("qlist", 2499).await;
 
     // Category listing with cursor paging: three products, pages of two.
     let category = format!("{tag}-desk");
@@ -405,7 +474,10 @@ async fn commands_reads_and_read_your_writes_over_every_endpoint() {
         listed.push(other);
     }
     let (status, _) = edge
-        .get(&format!("/v1/products/{sku}?min_version=4"), None)
+        .get(
+            &format!("/v1/products/{sku}?min_version={}", moved["version"]),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     listed.sort();
@@ -433,6 +505,17 @@ async fn commands_reads_and_read_your_writes_over_every_endpoint() {
         .map(|p| p["sku"].as_str().expect("sku").to_owned())
         .collect();
     assert_eq!(skus, listed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_are_read_back_settled_by_the_saga_and_listed_per_customer() {
+    let _shared = SERVERS.read().await;
+    let Shop {
+        edge,
+        tag,
+        admin,
+        sku,
+    } = Shop::open("qorder", 1999).await;
 
     // Stock: received through the gateway, read by any authenticated caller.
     let (status, received) = edge
@@ -539,6 +622,38 @@ async fn commands_reads_and_read_your_writes_over_every_endpoint() {
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["items"][0]["order_id"], json!(order_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn customers_see_only_their_own_orders_and_operators_see_every_order() {
+    let _shared = SERVERS.read().await;
+    let Shop {
+        edge,
+        tag,
+        admin: _,
+        sku,
+    } = Shop::open("qsee", 1999).await;
+    let customer = format!("{tag}-alice");
+    let alice = hs256(&customer, &["customer"]);
+    let (status, placed) = edge
+        .place_order(
+            &alice,
+            json!({"lines": [{"sku": sku, "quantity": 1}], "card_token": "card-ok"}),
+            "",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order_id = placed["aggregate_id"]
+        .as_str()
+        .expect("order id")
+        .to_owned();
+    let (status, order) = edge
+        .get(
+            &format!("/v1/orders/{order_id}?min_version=1"),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{order}");
 
     // Another customer sees none of it; an operator sees all of it.
     let bob = hs256(&format!("{tag}-bob"), &["customer"]);
@@ -563,6 +678,23 @@ async fn commands_reads_and_read_your_writes_over_every_endpoint() {
         .get(&format!("/v1/orders/{order_id}"), Some(&operator))
         .await;
     assert_eq!(status, StatusCode::OK, "{order}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_and_discontinued_products_refuse_orders() {
+    let _shared = SERVERS.read().await;
+    let Shop {
+        edge,
+        tag,
+        admin,
+        sku: _,
+    } = Shop::open("qrefuse", 1999).await;
+    let alice = hs256(&format!("{tag}-alice"), &["customer"]);
+    let pen = format!("{tag}-PEN1");
+    let (status, body) = edge
+        .create_product(&admin, &pen, "Pen 1", &format!("{tag}-desk"), 150)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 
     // Unknown and discontinued products refuse orders with their codes.
     let (status, body) = edge
@@ -578,7 +710,6 @@ async fn commands_reads_and_read_your_writes_over_every_endpoint() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "order.unknown_sku",
     );
-    let pen = format!("{tag}-PEN1");
     let (status, body) = edge
         .post_bare(&format!("/v1/products/{pen}/discontinue"), &admin)
         .await;
@@ -596,6 +727,21 @@ async fn commands_reads_and_read_your_writes_over_every_endpoint() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "order.product_discontinued",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_openapi_document_lists_exactly_the_routes_served() {
+    let _shared = SERVERS.read().await;
+    let world = World::new("qroutes").await;
+    let tag = world.keyspace.clone();
+    // Only routing is checked: any ids of the right shape do, and no role needs to run.
+    let edge = Edge::start(world, false, &[]).await;
+    let admin = hs256("admin-1", &["catalog_admin"]);
+    let sku = format!("{tag}-LAMP");
+    let category = format!("{tag}-desk");
+    let order_id = Uuid::new_v4().to_string();
+    let customer = format!("{tag}-alice");
+    let key = Uuid::new_v4().to_string();
 
     // The OpenAPI document lists exactly the routes the API serves, and every one of them
     // is routed (no route answers the router's own 404 or 405).

@@ -21,17 +21,15 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use streamcart_aggregates::inventory::StockCommand;
+use streamcart_schemas::codec::Codec;
+use streamcart_schemas::envelope::CommandPayload;
+pub use streamcart_tests::clock::now_ms;
+pub use streamcart_tests::free_port;
+pub use streamcart_tests::stack::{env_or, kafka_bootstrap, registry_url};
 
 /// Partitions of every benchmark topic.
 pub const PARTITIONS: i32 = 4;
-
-/// An environment variable or its default.
-pub fn env_or(key: &str, default: &str) -> String {
-    std::env::var(key)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
 
 /// A numeric environment variable or its default.
 pub fn env_num<T: std::str::FromStr>(key: &str, default: T) -> T {
@@ -39,19 +37,6 @@ pub fn env_num<T: std::str::FromStr>(key: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Kafka bootstrap servers.
-pub fn bootstrap() -> String {
-    env_or("STREAMCART_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-}
-
-/// The registry's Confluent API.
-pub fn registry() -> String {
-    env_or(
-        "STREAMCART_REGISTRY_URL",
-        "http://127.0.0.1:8081/apis/ccompat/v7",
-    )
 }
 
 /// A fresh topic prefix for one run; its consumer groups are covered by [`stall_report`].
@@ -67,7 +52,7 @@ pub fn prefix(name: &str) -> String {
 /// Creates topics with [`PARTITIONS`] partitions.
 pub async fn create_topics(names: &[String]) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", kafka_bootstrap())
         .create()?;
     let topics: Vec<NewTopic<'_>> = names
         .iter()
@@ -83,12 +68,33 @@ pub async fn create_topics(names: &[String]) -> anyhow::Result<()> {
 /// An idempotent producer placing keys with murmur2, like every streamcart client.
 pub fn producer() -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
     Ok(ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", kafka_bootstrap())
         .set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .create()?)
+}
+
+/// Encodes `payload` for `aggregate_id` in a fresh command envelope (as the tests build them);
+/// returns the command id and the record value.
+pub async fn encode_command<C: CommandPayload>(
+    codec: &Codec,
+    aggregate_id: &str,
+    payload: C,
+) -> anyhow::Result<(uuid::Uuid, Vec<u8>)> {
+    let envelope = streamcart_tests::commands::envelope(aggregate_id, payload);
+    Ok((envelope.command_id, codec.encode(&envelope).await?))
+}
+
+/// A `ReceiveStock` of `quantity` units for `sku`, encoded: the command id and record value.
+pub async fn receive_stock(
+    codec: &Codec,
+    sku: &str,
+    quantity: u32,
+) -> anyhow::Result<(uuid::Uuid, Vec<u8>)> {
+    let payload: StockCommand = streamcart_tests::commands::receive_stock(quantity);
+    encode_command(codec, sku, payload).await
 }
 
 /// How long [`send`] waits for room in a full local queue before it calls Kafka stalled.
@@ -193,8 +199,8 @@ pub fn spawn_role(args: &[&str], prefix: &str, extra: &[(&str, &str)]) -> anyhow
     cmd.args(args)
         .env("STREAMCART_TOPIC_PREFIX", prefix)
         .env("STREAMCART_PARTITIONS", PARTITIONS.to_string())
-        .env("STREAMCART_KAFKA_BOOTSTRAP", bootstrap())
-        .env("STREAMCART_REGISTRY_URL", registry())
+        .env("STREAMCART_KAFKA_BOOTSTRAP", kafka_bootstrap())
+        .env("STREAMCART_REGISTRY_URL", registry_url())
         .env("RUST_LOG", env_or("BENCH_ROLE_LOG", "warn"))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -422,7 +428,7 @@ fn group_lags(prefixes: &[String]) -> anyhow::Result<Vec<String>> {
     let ours = |name: &str| prefixes.iter().any(|p| name.starts_with(p.as_str()));
     let timeout = Duration::from_secs(10);
     let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", kafka_bootstrap())
         .create()?;
     let metadata = probe
         .fetch_metadata(None, timeout)
@@ -444,7 +450,7 @@ fn group_lags(prefixes: &[String]) -> anyhow::Result<Vec<String>> {
     for group in groups.groups().iter().filter(|g| ours(g.name())) {
         // Reading a group's committed offsets does not join it.
         let reader: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap())
+            .set("bootstrap.servers", kafka_bootstrap())
             .set("group.id", group.name())
             .set("enable.auto.commit", "false")
             .create()?;
@@ -528,7 +534,7 @@ pub fn kafka_producer_perf(topic: &str, records: usize, record_size: usize) -> a
     ])
     .args([
         "--producer-props",
-        &format!("bootstrap.servers={}", bootstrap()),
+        &format!("bootstrap.servers={}", kafka_bootstrap()),
     ])
     .args([
         "acks=all",

@@ -23,7 +23,7 @@ use streamcart_aggregates::catalog::{ChangePrice, CreateProduct, ProductCommand,
 use streamcart_aggregates::values::Money;
 use streamcart_projectors::{CacheOptions, CassandraStore, ProductCache};
 use streamcart_schemas::codec::Codec;
-use streamcart_schemas::envelope::{CommandEnvelope, EventEnvelope};
+use streamcart_schemas::envelope::EventEnvelope;
 use streamcart_schemas::topics::{Context, Topics};
 
 use crate::harness::{self, env_num, env_or};
@@ -42,16 +42,7 @@ fn wall_ms() -> f64 {
 }
 
 async fn command(codec: &Codec, sku: &str, payload: ProductCommand) -> anyhow::Result<Vec<u8>> {
-    let id = uuid::Uuid::new_v4();
-    let envelope = CommandEnvelope {
-        command_id: id,
-        aggregate_id: sku.to_owned(),
-        expected_version: None,
-        issued_at: 0,
-        correlation_id: id.to_string(),
-        payload,
-    };
-    Ok(codec.encode(&envelope).await?)
+    Ok(harness::encode_command(codec, sku, payload).await?.1)
 }
 
 fn kafka_end_to_end(topic: &str, records: usize) -> anyhow::Result<(f64, f64, f64)> {
@@ -66,7 +57,7 @@ fn kafka_end_to_end(topic: &str, records: usize) -> anyhow::Result<(f64, f64, f6
         "org.apache.kafka.tools.EndToEndLatency",
     ])
     .args([
-        &harness::bootstrap(),
+        &harness::kafka_bootstrap(),
         topic,
         &records.to_string(),
         "all",
@@ -116,9 +107,9 @@ pub async fn run() -> anyhow::Result<()> {
         topics.command_results(),
     ])
     .await?;
-    let codec = Codec::new(&harness::registry(), topics.clone())?;
-    let nodes = env_or("STREAMCART_CASSANDRA_NODES", "127.0.0.1:9042");
-    let redis = env_or("STREAMCART_REDIS_URL", "redis://127.0.0.1:6379");
+    let codec = Codec::new(&harness::registry_url(), topics.clone())?;
+    let nodes = streamcart_tests::cassandra_node();
+    let redis = streamcart_tests::redis_url();
     let extra = [
         ("STREAMCART_KEYSPACE", keyspace.as_str()),
         ("STREAMCART_CASSANDRA_NODES", nodes.as_str()),
@@ -133,11 +124,11 @@ pub async fn run() -> anyhow::Result<()> {
     let watcher = {
         let (seen, stop) = (seen.clone(), stop.clone());
         let topic = topics.events(ctx);
-        let codec = Codec::new(&harness::registry(), topics.clone())?;
+        let codec = Codec::new(&harness::registry_url(), topics.clone())?;
         let rt = tokio::runtime::Handle::current();
         std::thread::spawn(move || -> anyhow::Result<()> {
             let c: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", harness::bootstrap())
+                .set("bootstrap.servers", harness::kafka_bootstrap())
                 .set("group.id", format!("{topic}-lag-watch"))
                 .set("isolation.level", "read_committed")
                 .set("auto.offset.reset", "earliest")

@@ -93,6 +93,36 @@ impl Http {
         Ok((status, &self.buf[head..head + body_len]))
     }
 
+    /// Sends `request` on the connection in `conn`, opened first when there is none, giving up
+    /// at `give_up`; for a 200, when it was sent and when the answer was in. A connection that
+    /// failed is dropped, so the next call opens a fresh one.
+    async fn timed_get(
+        conn: &mut Option<Http>,
+        addr: &str,
+        request: &[u8],
+        give_up: Instant,
+    ) -> Result<(Instant, Instant), Miss> {
+        if conn.is_none() {
+            *conn = Some(Http::connect(addr).await.map_err(|_| Miss::NoConnection)?);
+        }
+        let Some(http) = conn.as_mut() else {
+            return Err(Miss::NoConnection);
+        };
+        let sent = Instant::now();
+        let answer = tokio::time::timeout_at(give_up.into(), http.call(request))
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            .map(|(status, _)| status);
+        match answer {
+            Ok(200) => Ok((sent, Instant::now())),
+            Ok(_) => Err(Miss::Refused),
+            Err(_) => {
+                *conn = None;
+                Err(Miss::Broken)
+            }
+        }
+    }
+
     async fn fill(&mut self) -> io::Result<()> {
         self.buf.reserve(4096);
         if self.stream.read_buf(&mut self.buf).await? == 0 {
@@ -100,6 +130,17 @@ impl Http {
         }
         Ok(())
     }
+}
+
+/// Why a request of [`Http::timed_get`] got no 200.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Miss {
+    /// No connection could be opened.
+    NoConnection,
+    /// The edge answered with another status.
+    Refused,
+    /// The connection failed or the answer did not come in time.
+    Broken,
 }
 
 fn bad(what: &str) -> io::Error {
@@ -186,7 +227,6 @@ where
     .map_err(|_| anyhow::anyhow!("load generator panicked"))?
 }
 
-/// Each connection sends its next request as soon as the previous answer is in.
 /// Sends every request once, spread over `connections` keep-alive connections, each timed from
 /// send to answer; the window is the whole pass.
 async fn once_each(
@@ -203,28 +243,12 @@ async fn once_each(
             let mut sample = Sample::default();
             let mut conn: Option<Http> = None;
             for request in requests.iter().skip(c).step_by(connections) {
-                if conn.is_none() {
-                    conn = Http::connect(&addr).await.ok();
-                }
-                let Some(http) = conn.as_mut() else {
-                    sample.errors += 1;
-                    continue;
-                };
-                let sent = Instant::now();
-                let answer = tokio::time::timeout_at(give_up.into(), http.call(request))
-                    .await
-                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
-                    .map(|(status, _)| status);
-                match answer {
-                    Ok(200) => {
+                match Http::timed_get(&mut conn, &addr, request, give_up).await {
+                    Ok((sent, done)) => {
                         sample.counted += 1;
-                        sample.latencies.push(sent.elapsed().as_nanos() as u64);
+                        sample.latencies.push((done - sent).as_nanos() as u64);
                     }
-                    Ok(_) => sample.errors += 1,
-                    Err(_) => {
-                        sample.errors += 1;
-                        conn = None;
-                    }
+                    Err(_) => sample.errors += 1,
                 }
             }
             sample
@@ -278,6 +302,7 @@ async fn store_pass(
     Ok(total)
 }
 
+/// Each connection sends its next request as soon as the previous answer is in.
 async fn closed_loop(
     addr: Arc<str>,
     requests: Arc<Vec<Vec<u8>>>,
@@ -295,42 +320,23 @@ async fn closed_loop(
             let mut sample = Sample::default();
             let mut conn: Option<Http> = None;
             let mut n = c;
-            loop {
-                let sent = Instant::now();
-                if sent >= end {
-                    break;
-                }
-                if conn.is_none() {
-                    match Http::connect(&addr).await {
-                        Ok(http) => conn = Some(http),
-                        Err(_) => {
-                            sample.errors += 1;
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        }
-                    }
-                }
-                let Some(http) = conn.as_mut() else { continue };
-                let answer = tokio::time::timeout_at(
-                    give_up.into(),
-                    http.call(&requests[n % requests.len()]),
-                )
-                .await
-                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
-                .map(|(status, _)| status);
-                n += 1;
-                let done = Instant::now();
-                match answer {
-                    Ok(200) => {
+            while Instant::now() < end {
+                let request = &requests[n % requests.len()];
+                match Http::timed_get(&mut conn, &addr, request, give_up).await {
+                    Ok((sent, done)) => {
+                        n += 1;
                         if done >= counted_from && done < end {
                             sample.counted += 1;
                             sample.latencies.push((done - sent).as_nanos() as u64);
                         }
                     }
-                    Ok(_) => sample.errors += 1,
-                    Err(_) => {
+                    Err(Miss::NoConnection) => {
                         sample.errors += 1;
-                        conn = None;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(Miss::Refused | Miss::Broken) => {
+                        n += 1;
+                        sample.errors += 1;
                     }
                 }
             }
@@ -559,12 +565,6 @@ async fn fetch(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, String::from_utf8_lossy(body).into_owned()))
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// One round's results.
 #[derive(Debug, Clone, Copy)]
 struct Round {
@@ -593,8 +593,8 @@ pub async fn run() -> anyhow::Result<()> {
     let target_p99_ms: f64 = env_num("BENCH_QUERY_TARGET_P99_MS", TARGET_P99_MS);
     let prefix = harness::prefix("qapi");
     let keyspace = prefix.trim_end_matches('.').to_owned();
-    let nodes = env_or("STREAMCART_CASSANDRA_NODES", "127.0.0.1:9042");
-    let redis = env_or("STREAMCART_REDIS_URL", "redis://127.0.0.1:6379");
+    let nodes = streamcart_tests::cassandra_node();
+    let redis = streamcart_tests::redis_url();
     let (redis_host, redis_port) = redis_address(&redis);
 
     let store = CassandraStore::connect(&nodes, &keyspace).await?;
@@ -666,7 +666,7 @@ async fn measure(
     target_p99_ms: f64,
     cold: usize,
 ) -> anyhow::Result<()> {
-    let addr = format!("127.0.0.1:{}", free_port()?);
+    let addr = format!("127.0.0.1:{}", harness::free_port());
     let _serve = harness::spawn_role(
         &["serve"],
         prefix,

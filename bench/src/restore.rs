@@ -16,9 +16,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use streamcart_aggregates::inventory::{ReceiveStock, StockCommand, StockState};
+use streamcart_aggregates::inventory::StockState;
+use streamcart_kafka_runtime::KafkaSettings;
+use streamcart_kafka_runtime::restore::Restorer;
 use streamcart_schemas::codec::Codec;
-use streamcart_schemas::envelope::{CommandEnvelope, Snapshot};
+use streamcart_schemas::envelope::Snapshot;
 use streamcart_schemas::topics::{Context, Topics};
 
 use crate::harness::{self, PARTITIONS, Watch, env_num};
@@ -26,32 +28,20 @@ use crate::harness::{self, PARTITIONS, Watch, env_num};
 /// The processor's consumer group, as `streamcart process stock` names it.
 const GROUP: &str = "inventory.stock.processor";
 
-fn command(codec: &Codec, i: usize) -> impl Future<Output = anyhow::Result<(String, Vec<u8>)>> {
-    let id = uuid::Uuid::new_v4();
+/// The one command per aggregate of the load: `ReceiveStock` for aggregate `i`.
+async fn command(codec: &Codec, i: usize) -> anyhow::Result<(String, Vec<u8>)> {
     let sku = format!("RST-{i:07}");
-    let envelope = CommandEnvelope {
-        command_id: id,
-        aggregate_id: sku.clone(),
-        expected_version: None,
-        issued_at: 0,
-        correlation_id: id.to_string(),
-        payload: StockCommand::ReceiveStock(ReceiveStock { quantity: 5 }),
-    };
-    async move { Ok((sku, codec.encode(&envelope).await?)) }
+    let (_, value) = harness::receive_stock(codec, &sku, 5).await?;
+    Ok((sku, value))
 }
 
-fn reader(group: Option<&str>) -> anyhow::Result<BaseConsumer> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", harness::bootstrap())
-        .set("isolation.level", "read_committed")
+/// A client of the processor's group, only asked for the offsets the group committed.
+fn group_reader(group: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", harness::kafka_bootstrap())
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "20")
-        .set(
-            "group.id",
-            group.unwrap_or("streamcart-bench-restore-reader"),
-        );
-    Ok(c.create()?)
+        .set("group.id", group)
+        .create()?)
 }
 
 /// Offsets the processor's group has committed on the commands topic, summed: the number of
@@ -96,51 +86,21 @@ async fn wait_handled(
     }
 }
 
-/// Reads `from` (partition → first offset) of `topic` to each partition's end, calling `each`
-/// for every record; the records read.
+/// Reads every partition of `topic` from `from` (partition → first offset; 0 when absent) to
+/// its end, as a restore does, calling `each` for every record; the records read.
 fn read_to_end(
-    c: &BaseConsumer,
+    restorer: &Restorer,
     topic: &str,
     from: &HashMap<i32, i64>,
-    mut each: impl FnMut(i32, i64, &[u8]) -> anyhow::Result<()>,
+    mut each: impl FnMut(i32, &[u8]) -> Result<(), String>,
 ) -> anyhow::Result<u64> {
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
+    let mut read = 0;
     for p in 0..PARTITIONS {
-        let (_, high) = c.fetch_watermarks(topic, p, Duration::from_secs(10))?;
         let start = from.get(&p).copied().unwrap_or(0);
-        if start < high {
-            tpl.add_partition_offset(topic, p, Offset::Offset(start))?;
-            ends.insert(p, high);
-        }
+        read += restorer.read(topic, p, start, Duration::from_secs(600), |m| {
+            each(m.partition(), m.payload().unwrap_or_default())
+        })?;
     }
-    c.assign(&tpl)?;
-    let mut read = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !ends.is_empty() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "reading {topic}: partitions {ends:?} not read to their end within 600 s"
-        );
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                read += 1;
-                each(m.partition(), m.offset(), m.payload().unwrap_or_default())?;
-                if ends
-                    .get(&m.partition())
-                    .is_some_and(|h| m.offset() + 1 >= *h)
-                {
-                    ends.remove(&m.partition());
-                }
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                ends.remove(&p);
-            }
-            Some(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
-            None => {}
-        }
-    }
-    c.unassign()?;
     Ok(read)
 }
 
@@ -174,7 +134,7 @@ pub async fn run() -> anyhow::Result<()> {
         topics.dlq(GROUP),
     ])
     .await?;
-    let codec = Codec::new(&harness::registry(), topics.clone())?;
+    let codec = Codec::new(&harness::registry_url(), topics.clone())?;
 
     // The load: one command per aggregate, all in the topic before the processor starts.
     let producer = harness::producer()?;
@@ -183,7 +143,7 @@ pub async fn run() -> anyhow::Result<()> {
         harness::send(&producer, &commands, &key, &value)?;
     }
     producer.flush(Duration::from_secs(300))?;
-    let group = reader(Some(&format!("{prefix}{GROUP}")))?;
+    let group = group_reader(&format!("{prefix}{GROUP}"))?;
     let first_pass = {
         let _role = harness::spawn_role(&["process", "stock"], &prefix, &[])?;
         wait_handled(
@@ -218,12 +178,15 @@ pub async fn run() -> anyhow::Result<()> {
 
     // Where each partition's restore starts reading events: after its latest checkpoint (a
     // snapshot with no aggregate id), found by decoding the snapshots, untimed.
-    let plain = reader(None)?;
+    let plain = Restorer::new(&KafkaSettings {
+        bootstrap_servers: harness::kafka_bootstrap(),
+        ..KafkaSettings::default()
+    })?;
     let mut checkpoints: HashMap<i32, i64> = HashMap::new();
     let mut decode_failures = 0u64;
     let rt = tokio::runtime::Handle::current();
     tokio::task::block_in_place(|| {
-        read_to_end(&plain, &snapshots, &HashMap::new(), |p, _, bytes| {
+        read_to_end(&plain, &snapshots, &HashMap::new(), |p, bytes| {
             let decoded: Result<Snapshot<StockState>, _> = rt.block_on(codec.decode(bytes));
             match decoded {
                 Ok(s) if s.aggregate_id.is_empty() => {
@@ -245,11 +208,11 @@ pub async fn run() -> anyhow::Result<()> {
     // The ceiling: the same records read by a plain consumer, not decoded.
     let t0 = Instant::now();
     let mut bytes = 0usize;
-    let snapshot_records = read_to_end(&plain, &snapshots, &HashMap::new(), |_, _, b| {
+    let snapshot_records = read_to_end(&plain, &snapshots, &HashMap::new(), |_, b| {
         bytes += b.len();
         Ok(())
     })?;
-    let event_records = read_to_end(&plain, &events, &checkpoints, |_, _, b| {
+    let event_records = read_to_end(&plain, &events, &checkpoints, |_, b| {
         bytes += b.len();
         Ok(())
     })?;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::ClientConfig;
@@ -22,9 +22,9 @@ use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 use streamcart_aggregates::catalog::{CreateProduct, ProductCommand};
 use streamcart_aggregates::inventory::{ReceiveStock, StockCommand, StockEvent};
-use streamcart_aggregates::orders::{OrderCommand, OrderEvent, OrderLineRequest, PlaceOrder};
+use streamcart_aggregates::orders::{OrderCommand, OrderEvent, PlaceOrder};
 use streamcart_aggregates::payments::{PaymentCommand, PaymentEvent};
-use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku};
+use streamcart_aggregates::values::{CustomerId, Money};
 use streamcart_schemas::DecodeError;
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::{CommandEnvelope, CommandPayload, EventEnvelope};
@@ -41,13 +41,6 @@ const SKUS: usize = 20;
 const STALL_AFTER: Duration = Duration::from_secs(120);
 /// Offered loads when `BENCH_SAGA_RATES` is unset.
 const DEFAULT_LOADS: &str = "100,500,half";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// A steady offered load: a fixed rate, or half the peak the capacity phase measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -146,16 +139,9 @@ async fn encode<C: CommandPayload>(
     aggregate_id: &str,
     payload: C,
 ) -> anyhow::Result<Vec<u8>> {
-    let id = uuid::Uuid::new_v4();
-    let envelope = CommandEnvelope {
-        command_id: id,
-        aggregate_id: aggregate_id.to_owned(),
-        expected_version: None,
-        issued_at: now_ms(),
-        correlation_id: aggregate_id.to_owned(),
-        payload,
-    };
-    Ok(codec.encode(&envelope).await?)
+    Ok(harness::encode_command(codec, aggregate_id, payload)
+        .await?
+        .1)
 }
 
 async fn place(
@@ -163,20 +149,14 @@ async fn place(
     customer: &CustomerId,
     n: usize,
 ) -> anyhow::Result<(String, Vec<u8>)> {
-    let order_id = OrderId::new(uuid::Uuid::new_v4().to_string())?;
+    let sku = format!("SKU-{}", n % SKUS);
     let place = PlaceOrder {
-        order_id: order_id.clone(),
-        customer_id: customer.clone(),
-        lines: vec![OrderLineRequest {
-            sku: Sku::new(format!("SKU-{}", n % SKUS))?,
-            quantity: 1,
-        }],
-        card_token: "card-ok".into(),
-        deadline_at: now_ms() + 3_600_000,
-        placed_at: now_ms(),
+        deadline_at: harness::now_ms() + 3_600_000,
+        ..streamcart_tests::commands::place_order(customer, &[(&sku, 1)], "card-ok")
     };
-    let bytes = encode(codec, order_id.as_str(), OrderCommand::PlaceOrder(place)).await?;
-    Ok((order_id.as_str().to_owned(), bytes))
+    let order_id = place.order_id.as_str().to_owned();
+    let bytes = encode(codec, &order_id, OrderCommand::PlaceOrder(place)).await?;
+    Ok((order_id, bytes))
 }
 
 async fn orders(
@@ -272,7 +252,7 @@ pub async fn run() -> anyhow::Result<()> {
         ]);
     }
     harness::create_topics(&names).await?;
-    let codec = Arc::new(Codec::new(&harness::registry(), topics.clone())?);
+    let codec = Arc::new(Codec::new(&harness::registry_url(), topics.clone())?);
     let _roles = [
         harness::spawn_role(&["process", "product"], &prefix, &[])?,
         harness::spawn_role(&["process", "stock"], &prefix, &[])?,
@@ -553,7 +533,7 @@ fn read_feeds(
     // A single consumer fetches every partition in one request per broker, so records of
     // different topics are stamped by the same fetch loop rather than by racing ones.
     let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", harness::bootstrap())
+        .set("bootstrap.servers", harness::kafka_bootstrap())
         .set("group.id", group)
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")

@@ -11,9 +11,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::Producer;
-use streamcart_aggregates::inventory::{ReceiveStock, StockCommand};
 use streamcart_schemas::codec::Codec;
-use streamcart_schemas::envelope::CommandEnvelope;
 use streamcart_schemas::topics::{Context, Topics};
 
 use crate::harness::{self, Watch, env_num};
@@ -36,22 +34,12 @@ async fn prepare(n: usize) -> anyhow::Result<Prepared> {
         topics.dlq("inventory.stock.processor"),
     ])
     .await?;
-    let codec = Codec::new(&harness::registry(), topics.clone())?;
+    let codec = Codec::new(&harness::registry_url(), topics.clone())?;
     let mut records = Vec::with_capacity(n);
     for i in 0..n {
-        let id = uuid::Uuid::new_v4();
         let sku = format!("SKU-{:05}", i % 1_000);
-        let envelope = CommandEnvelope {
-            command_id: id,
-            aggregate_id: sku.clone(),
-            expected_version: None,
-            issued_at: 0,
-            correlation_id: id.to_string(),
-            payload: StockCommand::ReceiveStock(ReceiveStock {
-                quantity: 1 + (i % 9) as u32,
-            }),
-        };
-        records.push((id.to_string(), sku, codec.encode(&envelope).await?));
+        let (id, value) = harness::receive_stock(&codec, &sku, 1 + (i % 9) as u32).await?;
+        records.push((id.to_string(), sku, value));
     }
     Ok(Prepared {
         prefix,
@@ -62,7 +50,7 @@ async fn prepare(n: usize) -> anyhow::Result<Prepared> {
 
 fn results_consumer(topics: &Topics) -> anyhow::Result<BaseConsumer> {
     let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", harness::bootstrap())
+        .set("bootstrap.servers", harness::kafka_bootstrap())
         .set("group.id", format!("{}bench-reader", topics.prefix()))
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")

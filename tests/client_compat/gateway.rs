@@ -13,7 +13,7 @@ use streamcart_aggregates::inventory::StockEvent;
 use streamcart_aggregates::orders::OrderEvent;
 use streamcart_schemas::topics::Context;
 use streamcart_tests::Child;
-use streamcart_tests::read_models::World;
+use streamcart_tests::world::World;
 use uuid::Uuid;
 
 const SECRET: &str = "client-compat-gateway-secret-0123456789";

@@ -9,6 +9,7 @@ use streamcart_kafka_runtime::at_least_once::{Handler, Output, Record};
 use streamcart_kafka_runtime::{HandleError, headers};
 use streamcart_schemas::envelope::{EventEnvelope, EventPayload, WireRecord};
 
+use super::progress::Progress;
 use super::{ProjectionBinding, ProjectorDeps, ProjectorOptions, SummaryError, generations};
 use crate::projection::{Mutation, fold_iter};
 use crate::store::{CacheError, CassandraStore, StoreError};
@@ -37,6 +38,8 @@ where
     /// in full updates it, so a batch applied again after a failure folds on top of the same
     /// rows and yields the same writes, whatever part of the failed attempt reached the store.
     rows: HashMap<String, Known<P::Row>>,
+    /// Where a rebuild notes each record it reads.
+    progress: Option<Progress>,
 }
 
 impl<P: ProjectionBinding> ProjectorHandler<P>
@@ -44,7 +47,11 @@ where
     P::Event: EventPayload + Send + Sync,
     P::Row: Send + Sync,
 {
-    pub(super) fn new(deps: ProjectorDeps, options: ProjectorOptions) -> Self {
+    pub(super) fn new(
+        deps: ProjectorDeps,
+        options: ProjectorOptions,
+        progress: Option<Progress>,
+    ) -> Self {
         let summary_topic = if options.publish_summary {
             P::summary_topic(&deps.topics)
         } else {
@@ -56,6 +63,7 @@ where
             seen_generations: (deps.store.generation(), None),
             last_generation_check: None,
             rows: HashMap::new(),
+            progress,
             summary_topic,
             deps,
             options,
@@ -127,6 +135,9 @@ where
     type Item = EventEnvelope<P::Event>;
 
     async fn decode(&mut self, record: &Record<'_>) -> Result<Self::Item, HandleError> {
+        if let Some(progress) = &self.progress {
+            progress.reached(record.partition, record.offset);
+        }
         let Some(bytes) = record.payload else {
             return Err(HandleError::permanent("decode.empty", "event has no value"));
         };

@@ -11,6 +11,7 @@
 //! built, so when the rebuild has caught up it can switch readers over with nothing missing.
 
 mod handler;
+mod progress;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::projection::{Mutation, Projection};
 use crate::store::{CassandraStore, ProductCache, StoreError};
 use handler::ProjectorHandler;
+use progress::Progress;
 
 /// Why a projector stopped.
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +173,22 @@ where
     P::Row: Send + Sync,
     EventEnvelope<P::Event>: WireRecord,
 {
+    run_tracked::<P>(deps, options, shutdown, None).await
+}
+
+/// [`run`], noting in `progress` every record the loop reads.
+async fn run_tracked<P>(
+    deps: ProjectorDeps,
+    options: ProjectorOptions,
+    shutdown: CancellationToken,
+    progress: Option<Progress>,
+) -> Result<u64, ProjectorError>
+where
+    P: ProjectionBinding,
+    P::Event: EventPayload + Send + Sync,
+    P::Row: Send + Sync,
+    EventEnvelope<P::Event>: WireRecord,
+{
     let name = format!("projector.{}", P::NAME);
     let mut spec = Spec::new(
         name.clone(),
@@ -183,7 +201,7 @@ where
     spec.batch_wait = options.batch_wait;
     spec.stop_at_end = options.stop_when_caught_up;
     let settings: KafkaSettings = deps.settings.clone();
-    let mut handler = ProjectorHandler::<P>::new(deps, options);
+    let mut handler = ProjectorHandler::<P>::new(deps, options, progress);
     let stats = at_least_once::run(&settings, &spec, &mut handler, &shutdown).await?;
     tracing::info!(projection = P::NAME, ?stats, "projector loop ended");
     Ok(stats.read)
@@ -245,15 +263,46 @@ where
         follow_generations: false,
         ..ProjectorOptions::live(String::new())
     };
-    let read = run::<P>(
+    // The ends the replay reads to are fixed when it starts (`stop_when_caught_up`): progress is
+    // measured against the same ends, read now.
+    let progress = Progress::default();
+    let reported = CancellationToken::new();
+    let input = deps.topics.events(P::CONTEXT);
+    let bounds = match progress::bounds(&deps.settings, &input).await {
+        Ok(bounds) => {
+            let (_, total) = progress.replayed(&bounds);
+            tracing::info!(
+                projection = P::NAME,
+                generation = next,
+                total,
+                "rebuild replaying {total} events of {input} (counted in offsets, transaction markers included)"
+            );
+            tokio::spawn(progress::report(
+                P::NAME,
+                progress.clone(),
+                bounds.clone(),
+                reported.clone(),
+            ));
+            Some(bounds)
+        }
+        // Progress is for the operator; the rebuild itself does not need it.
+        Err(e) => {
+            tracing::warn!(projection = P::NAME, error = %e, "rebuild progress unknown");
+            None
+        }
+    };
+    let _stop_reporting = reported.drop_guard();
+    let read = run_tracked::<P>(
         ProjectorDeps {
             store: fresh.clone(),
             ..deps
         },
         options,
         shutdown.clone(),
+        Some(progress.clone()),
     )
     .await?;
+    let (replayed, total) = bounds.map_or((read, read), |b| progress.replayed(&b));
     if shutdown.is_cancelled() {
         return Err(ProjectorError::Invalid(
             "rebuild interrupted before it caught up".into(),
@@ -264,7 +313,9 @@ where
         projection = P::NAME,
         generation = next,
         events = read,
-        "rebuild caught up; readers switched"
+        replayed,
+        total,
+        "rebuild caught up ({replayed} of {total} events replayed); readers switched"
     );
     Ok(next)
 }

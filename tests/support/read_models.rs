@@ -1,111 +1,16 @@
-//! A small streamcart world for read-model tests: topics under a unique prefix and keyspace,
-//! roles spawned against them, commands sent as any Kafka client would, and the read models
-//! expected from the event topics (computed without the projection code) compared with the store.
+//! The read models a world's event topics imply (computed without the projection code), and
+//! their comparison with the store.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use streamcart_aggregates::catalog::ProductEvent;
 use streamcart_aggregates::inventory::StockEvent;
 use streamcart_aggregates::orders::{CancelReason, OrderEvent};
 use streamcart_projectors::CassandraStore;
-use streamcart_schemas::codec::Codec;
-use streamcart_schemas::envelope::{
-    CommandEnvelope, CommandPayload, EventEnvelope, EventPayload, WireRecord,
-};
-use streamcart_schemas::topics::{Context, Topics};
-use uuid::Uuid;
+use streamcart_schemas::topics::Context;
 
-use crate as support;
-
-/// Partitions of every topic of a world.
-pub const PARTITIONS: i32 = 4;
-
-/// Milliseconds since the epoch (UTC).
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Topics, keyspace and clients of one test's own streamcart.
-#[allow(missing_debug_implementations)]
-pub struct World {
-    /// Topic prefix.
-    pub prefix: String,
-    /// Read-model keyspace.
-    pub keyspace: String,
-    /// Topic names.
-    pub topics: Topics,
-    /// Registry codec.
-    pub codec: Codec,
-    /// Command producer.
-    pub producer: ThreadedProducer<DefaultProducerContext>,
-}
-
-impl World {
-    /// Starts a streamcart role against this world.
-    pub fn spawn(&self, args: &[&str], log: &str) -> support::Child {
-        self.spawn_with(args, &[], log)
-    }
-
-    /// Starts a streamcart role against this world, with more environment on top.
-    pub fn spawn_with(&self, args: &[&str], extra: &[(&str, String)], log: &str) -> support::Child {
-        let mut env = vec![
-            ("STREAMCART_TOPIC_PREFIX", self.prefix.clone()),
-            ("STREAMCART_KEYSPACE", self.keyspace.clone()),
-            ("STREAMCART_PARTITIONS", PARTITIONS.to_string()),
-            ("STREAMCART_CASSANDRA_NODES", support::cassandra_node()),
-            ("STREAMCART_REDIS_URL", support::redis_url()),
-            ("STREAMCART_PAYMENTS_DECLINED_CARDS", "card-declined".into()),
-        ];
-        env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
-        support::spawn_streamcart(args, &env, &format!("{}{log}", self.prefix))
-    }
-
-    /// Sends a command as any Kafka client would.
-    pub async fn send<C: CommandPayload>(&self, context: Context, key: &str, payload: C) {
-        let envelope = CommandEnvelope {
-            command_id: Uuid::new_v4(),
-            aggregate_id: key.to_owned(),
-            expected_version: None,
-            issued_at: now_ms(),
-            correlation_id: key.to_owned(),
-            payload,
-        };
-        let bytes = self.codec.encode(&envelope).await.expect("encode");
-        let topic = self.topics.commands(context);
-        let mut record = BaseRecord::to(&topic).key(key).payload(&bytes);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((_, back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        }
-    }
-
-    /// Every committed event of a context.
-    pub fn events<E: EventPayload>(&self, context: Context) -> Vec<EventEnvelope<E>>
-    where
-        EventEnvelope<E>: WireRecord,
-    {
-        let rt = tokio::runtime::Handle::current();
-        support::read_topic(&self.topics.events(context), 0, Duration::from_secs(60))
-            .iter()
-            .map(|m| {
-                rt.block_on(self.codec.decode(m.payload().expect("value")))
-                    .expect("decode")
-            })
-            .collect()
-    }
-}
+use crate::world::World;
 
 /// Expected rows, computed from the events without the projection code.
 #[derive(Debug, Default)]
@@ -277,90 +182,5 @@ pub async fn wait_equal(store: &CassandraStore, world: &World, what: &str) -> Ex
             &diffs[..diffs.len().min(5)]
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-impl World {
-    /// A world with fresh topics (all created) and a fresh keyspace name.
-    pub async fn new(name: &str) -> Self {
-        let id = support::unique(name);
-        let prefix = format!("{id}.");
-        let topics = Topics::with_prefix(prefix.clone());
-        let mut names = vec![
-            topics.command_results(),
-            topics.order_summary(),
-            topics.product_summary(),
-        ];
-        for ctx in Context::ALL {
-            names.extend([
-                topics.commands(ctx),
-                topics.events(ctx),
-                topics.snapshots(ctx),
-            ]);
-        }
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        support::create_topics(&refs, PARTITIONS).await;
-        World {
-            codec: Codec::new(&support::registry_url(), topics.clone()).expect("codec"),
-            prefix,
-            keyspace: id,
-            topics,
-            producer: ClientConfig::new()
-                .set("bootstrap.servers", support::kafka_bootstrap())
-                .set("enable.idempotence", "true")
-                .set("partitioner", "murmur2_random")
-                .create()
-                .expect("producer"),
-        }
-    }
-}
-
-impl World {
-    /// Places probe orders for `sku` until one is priced (an `OrderPlaced` appears): from then on
-    /// the order processor's catalog copy knows the catalog seeded before the call. Returns the
-    /// probes' order ids (some may be placed, some refused).
-    pub async fn wait_until_orders_are_priced(
-        &self,
-        sku: &str,
-        customer: &streamcart_aggregates::values::CustomerId,
-    ) -> Vec<String> {
-        use streamcart_aggregates::orders::{OrderCommand, OrderLineRequest, PlaceOrder};
-        use streamcart_aggregates::values::{OrderId, Sku};
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let mut probes = Vec::new();
-        loop {
-            let order = OrderId::new(Uuid::new_v4().to_string()).expect("order id");
-            let place = PlaceOrder {
-                order_id: order.clone(),
-                customer_id: customer.clone(),
-                lines: vec![OrderLineRequest {
-                    sku: Sku::new(sku).expect("sku"),
-                    quantity: 1,
-                }],
-                card_token: "card-ok".into(),
-                deadline_at: now_ms() + 600_000,
-                placed_at: now_ms(),
-            };
-            self.send(
-                Context::Orders,
-                order.as_str(),
-                OrderCommand::PlaceOrder(place),
-            )
-            .await;
-            rdkafka::producer::Producer::flush(&self.producer, Duration::from_secs(30))
-                .expect("flush");
-            probes.push(order.as_str().to_owned());
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let placed = tokio::task::block_in_place(|| self.events::<OrderEvent>(Context::Orders));
-            if placed.iter().any(|e| {
-                probes.contains(&e.aggregate_id) && matches!(e.payload, OrderEvent::OrderPlaced(_))
-            }) {
-                return probes;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the order processor never priced an order for {sku}"
-            );
-        }
     }
 }

@@ -1,0 +1,71 @@
+//! Commands as tests and benchmarks send them: the envelope, and the commands a run is seeded
+//! with (products, stock, orders).
+
+use streamcart_aggregates::catalog::{CreateProduct, ProductCommand};
+use streamcart_aggregates::inventory::{ReceiveStock, StockCommand};
+use streamcart_aggregates::orders::{OrderLineRequest, PlaceOrder};
+use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku};
+use streamcart_schemas::envelope::CommandEnvelope;
+use uuid::Uuid;
+
+use crate::clock::now_ms;
+
+/// Card token the test worlds' payment simulator declines (`STREAMCART_PAYMENTS_DECLINED_CARDS`).
+pub const DECLINED_CARD: &str = "card-declined";
+/// A card token the payment simulator authorizes.
+pub const GOOD_CARD: &str = "card-ok";
+/// How long after placing an order its deadline falls, unless a test says otherwise.
+pub const ORDER_DEADLINE_MS: i64 = 600_000;
+
+/// `payload` for `aggregate_id` under a fresh command id, issued now, correlated by the
+/// aggregate (an order's saga carries its order id).
+pub fn envelope<C>(aggregate_id: &str, payload: C) -> CommandEnvelope<C> {
+    CommandEnvelope {
+        command_id: Uuid::new_v4(),
+        aggregate_id: aggregate_id.to_owned(),
+        expected_version: None,
+        issued_at: now_ms(),
+        correlation_id: aggregate_id.to_owned(),
+        payload,
+    }
+}
+
+/// A product priced in euro cents.
+pub fn create_product(sku: &str, name: &str, category: &str, price_minor: i64) -> ProductCommand {
+    ProductCommand::CreateProduct(CreateProduct {
+        sku: sku.to_owned(),
+        name: name.to_owned(),
+        category: category.to_owned(),
+        price: Money::new(price_minor, "EUR").expect("money"),
+    })
+}
+
+/// `quantity` units arriving in stock.
+pub fn receive_stock(quantity: u32) -> StockCommand {
+    StockCommand::ReceiveStock(ReceiveStock { quantity })
+}
+
+/// A fresh customer id.
+pub fn customer() -> CustomerId {
+    CustomerId::new(Uuid::new_v4().to_string()).expect("customer")
+}
+
+/// An order under a fresh id by `customer` of `lines` (sku, quantity) paid with `card`, placed
+/// now and due [`ORDER_DEADLINE_MS`] later; callers change the times with struct update syntax.
+pub fn place_order(customer: &CustomerId, lines: &[(&str, u32)], card: &str) -> PlaceOrder {
+    let now = now_ms();
+    PlaceOrder {
+        order_id: OrderId::new(Uuid::new_v4().to_string()).expect("order id"),
+        customer_id: customer.clone(),
+        lines: lines
+            .iter()
+            .map(|(sku, quantity)| OrderLineRequest {
+                sku: Sku::new(*sku).expect("sku"),
+                quantity: *quantity,
+            })
+            .collect(),
+        card_token: card.to_owned(),
+        deadline_at: now + ORDER_DEADLINE_MS,
+        placed_at: now,
+    }
+}
