@@ -94,14 +94,15 @@ fn read_to_end(
     from: &HashMap<i32, i64>,
     mut each: impl FnMut(i32, &[u8]) -> Result<(), String>,
 ) -> anyhow::Result<u64> {
-    let mut read = 0;
-    for p in 0..PARTITIONS {
-        let start = from.get(&p).copied().unwrap_or(0);
-        read += restorer.read(topic, p, start, Duration::from_secs(600), |m| {
+    // Every partition in one read, as the processor restores an assignment.
+    let starts: Vec<(i32, i64)> = (0..PARTITIONS)
+        .map(|p| (p, from.get(&p).copied().unwrap_or(0)))
+        .collect();
+    Ok(
+        restorer.read_partitions(topic, &starts, Duration::from_secs(600), |m| {
             each(m.partition(), m.payload().unwrap_or_default())
-        })?;
-    }
-    Ok(read)
+        })?,
+    )
 }
 
 fn resident_mb(pid: u32) -> anyhow::Result<f64> {
