@@ -20,15 +20,15 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::Producer;
-use streamcart_aggregates::catalog::{CreateProduct, ProductCommand};
-use streamcart_aggregates::inventory::{ReceiveStock, StockCommand, StockEvent};
+use streamcart_aggregates::inventory::{StockCommand, StockEvent};
 use streamcart_aggregates::orders::{OrderCommand, OrderEvent, PlaceOrder};
 use streamcart_aggregates::payments::{PaymentCommand, PaymentEvent};
-use streamcart_aggregates::values::{CustomerId, Money};
+use streamcart_aggregates::values::CustomerId;
 use streamcart_schemas::DecodeError;
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::{CommandEnvelope, CommandPayload, EventEnvelope};
 use streamcart_schemas::topics::{Context, Topics};
+use streamcart_tests::commands;
 
 use crate::harness::{self, Watch, env_num, env_or};
 use crate::hops::{self, END_TO_END, HOPS, Journeys, Stage, Summary};
@@ -290,22 +290,10 @@ pub async fn run() -> anyhow::Result<()> {
     let producer = harness::producer()?;
     for i in 0..SKUS {
         let sku = format!("SKU-{i}");
-        let create = CreateProduct {
-            sku: sku.clone(),
-            name: format!("Product {i}"),
-            category: "bench".into(),
-            price: Money::new(1_000, "EUR")?,
-        };
-        let b = encode(&codec, &sku, ProductCommand::CreateProduct(create)).await?;
+        let create = commands::create_product(&sku, &format!("Product {i}"), "bench", 1_000);
+        let b = encode(&codec, &sku, create).await?;
         harness::send(&producer, &topics.commands(Context::Catalog), &sku, &b)?;
-        let b = encode(
-            &codec,
-            &sku,
-            StockCommand::ReceiveStock(ReceiveStock {
-                quantity: 10_000_000,
-            }),
-        )
-        .await?;
+        let b = encode(&codec, &sku, commands::receive_stock(10_000_000)).await?;
         harness::send(&producer, &topics.commands(Context::Inventory), &sku, &b)?;
     }
     producer.flush(Duration::from_secs(30))?;

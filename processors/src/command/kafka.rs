@@ -349,6 +349,7 @@ where
         // decoding costs about as much as reading, so the two together take the time of one.
         let codec = &*self.codec;
         let rt = &self.rt;
+        let started = std::time::Instant::now();
         let decoded = std::thread::scope(|scope| {
             let (batches, incoming) = std::sync::mpsc::sync_channel::<Vec<(i32, Vec<u8>)>>(16);
             let decoder = scope.spawn(move || -> Result<HashMap<i32, Restoring<A>>, String> {
@@ -410,10 +411,11 @@ where
                     partition: partitions.first().copied().unwrap_or_default(),
                     reason: "snapshot decoding stopped".to_owned(),
                 }),
-                (Ok(_), Ok(restoring)) => Ok(restoring),
+                (Ok(read), Ok(restoring)) => Ok((restoring, read)),
             }
         });
-        let mut restoring = decoded?;
+        let (mut restoring, snapshot_records) = decoded?;
+        let snapshots_read = started.elapsed();
         let after_checkpoints: Vec<(i32, i64)> = restoring
             .iter_mut()
             .map(|(p, part)| {
@@ -421,7 +423,7 @@ where
                 (*p, part.checkpoint.map_or(0, |o| o + 1))
             })
             .collect();
-        restorer.read_partitions(
+        let event_records = restorer.read_partitions(
             &events,
             &after_checkpoints,
             self.tuning.restore_timeout,
@@ -440,6 +442,15 @@ where
                 Ok(())
             },
         )?;
+        tracing::info!(
+            aggregate = A::NAME,
+            partitions = ?partitions,
+            snapshot_records,
+            snapshots_ms = snapshots_read.as_millis() as u64,
+            event_records,
+            events_ms = (started.elapsed() - snapshots_read).as_millis() as u64,
+            "assignment restored"
+        );
         Ok(restoring
             .into_iter()
             .map(|(partition, mut part)| {
