@@ -149,6 +149,9 @@ impl KafkaSettings {
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("fetch.wait.max.ms", "20")
+            // A restore reads straight through: a prefetch queue deeper than a few fetches only
+            // holds memory (librdkafka's default is 64 MB, kept by the allocator afterwards).
+            .set("queued.max.messages.kbytes", "16384")
             .set("auto.offset.reset", "earliest");
         c
     }

@@ -358,7 +358,10 @@ where
             recent: recent.into_iter().map(|id| (id, version)).collect(),
             since_snapshot: 0,
         };
-        self.dirty.remove(&aggregate_id);
+        // A restore installs a million of these into a table with nothing dirty yet.
+        if !self.dirty.is_empty() {
+            self.dirty.remove(&aggregate_id);
+        }
         self.entries.insert(aggregate_id, entry);
     }
 
