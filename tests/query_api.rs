@@ -181,6 +181,28 @@ impl Edge {
             .unwrap_or_else(|| panic!("metric {name} missing"))
     }
 
+    /// Orders `quantity` of `sku` with a card that pays, then reads the order back at the
+    /// version the gateway returned; the order id and the order as read.
+    async fn order_and_read(&self, token: &str, sku: &str, quantity: u32) -> (String, Value) {
+        let (status, placed) = self
+            .place_order(
+                token,
+                json!({"lines": [{"sku": sku, "quantity": quantity}], "card_token": "card-ok"}),
+                "",
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        let order_id = placed["aggregate_id"]
+            .as_str()
+            .expect("order id")
+            .to_owned();
+        let (status, order) = self
+            .get(&format!("/v1/orders/{order_id}?min_version=1"), Some(token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{order}");
+        (order_id, order)
+    }
+
     /// Places an order until the order processor's catalog copy knows its skus (before that it
     /// answers `order.unknown_sku`); returns the final status and body.
     async fn place_order(&self, token: &str, body: Value, expect: &str) -> (StatusCode, Value) {
@@ -537,25 +559,7 @@ async fn orders_are_read_back_settled_by_the_saga_and_listed_per_customer() {
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
 
     // A customer orders; the order is read back at the version the gateway returned.
-    let (status, placed) = edge
-        .place_order(
-            &alice,
-            json!({"lines": [{"sku": sku, "quantity": 2}], "card_token": "card-ok"}),
-            "",
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{placed}");
-    let order_id = placed["aggregate_id"]
-        .as_str()
-        .expect("order id")
-        .to_owned();
-    let (status, order) = edge
-        .get(
-            &format!("/v1/orders/{order_id}?min_version=1"),
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{order}");
+    let (order_id, order) = edge.order_and_read(&alice, &sku, 2).await;
     assert_eq!(order["customer_id"], json!(customer));
     assert_eq!(order["total_minor"], json!(2 * 1999));
     // The saga confirms it.
@@ -635,25 +639,7 @@ async fn customers_see_only_their_own_orders_and_operators_see_every_order() {
     } = Shop::open("qsee", 1999).await;
     let customer = format!("{tag}-alice");
     let alice = hs256(&customer, &["customer"]);
-    let (status, placed) = edge
-        .place_order(
-            &alice,
-            json!({"lines": [{"sku": sku, "quantity": 1}], "card_token": "card-ok"}),
-            "",
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{placed}");
-    let order_id = placed["aggregate_id"]
-        .as_str()
-        .expect("order id")
-        .to_owned();
-    let (status, order) = edge
-        .get(
-            &format!("/v1/orders/{order_id}?min_version=1"),
-            Some(&alice),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{order}");
+    let (order_id, _) = edge.order_and_read(&alice, &sku, 1).await;
 
     // Another customer sees none of it; an operator sees all of it.
     let bob = hs256(&format!("{tag}-bob"), &["customer"]);
