@@ -134,6 +134,10 @@ where
     partition_count: Option<i32>,
     /// Misplaced commands handled so far (forwarded or refused), for the logs.
     misplaced: u64,
+    /// The restore's clients, kept across assignments: a new librdkafka client takes most of a
+    /// second to connect and start fetching. Made when the topics are first checked, so they
+    /// connect while the group is being joined; dropped after a failed restore.
+    restorer: Option<Restorer>,
     /// Topic names, built once: they are needed for every output record.
     commands_topic: Arc<str>,
     events_topic: Arc<str>,
@@ -233,6 +237,7 @@ where
             partitions: HashMap::new(),
             partition_count: None,
             misplaced: 0,
+            restorer: None,
         }
     }
 
@@ -240,7 +245,11 @@ where
     /// keeps their common count for ownership checks; fails, naming each topic's count, when
     /// they are not co-partitioned (or cannot be read within the metadata timeout).
     pub fn check_topics(&mut self) -> Result<i32, RuntimeError> {
-        Ok(self.read_partition_count()?)
+        let count = self.read_partition_count()?;
+        if self.restorer.is_none() {
+            self.restorer = Some(Restorer::new(&self.settings)?);
+        }
+        Ok(count)
     }
 
     fn read_partition_count(&mut self) -> Result<i32, CoPartitionError> {
@@ -551,12 +560,18 @@ where
             }
             Err(e) => return Err(e.into()),
         }
-        // One pair of clients for the whole assignment: a new librdkafka client takes about a
-        // second to connect and start fetching, which per partition made a four-partition
-        // restore take five seconds.
-        let restorer = Restorer::new(&self.settings)?;
+        // One pair of clients for every partition and every assignment: a new librdkafka client
+        // takes about a second to connect and start fetching, which per partition made a
+        // four-partition restore take five seconds.
+        let restorer = match self.restorer.take() {
+            Some(r) => r,
+            None => Restorer::new(&self.settings)?,
+        };
         let assigned: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
-        self.partitions.extend(self.restore(&restorer, &assigned)?);
+        let restored = self.restore(&restorer, &assigned)?;
+        // Kept only after a restore that worked: clients that just failed are not trusted again.
+        self.restorer = Some(restorer);
+        self.partitions.extend(restored);
         Ok(())
     }
 
