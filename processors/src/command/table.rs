@@ -276,7 +276,7 @@ where
             .iter()
             .filter(|id| {
                 self.entries
-                    .get(*id)
+                    .get(id)
                     .is_some_and(|e| e.since_snapshot >= self.policy.every_events)
             })
             .cloned()
