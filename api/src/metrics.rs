@@ -157,3 +157,59 @@ pub async fn track(request: Request, next: Next) -> Response {
         .observe(t0.elapsed().as_secs_f64());
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    async fn request(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_route_template_and_status() {
+        let app = Router::new()
+            .route("/metrics-test/{id}", get(|| async { "ok" }))
+            .route_layer(axum::middleware::from_fn(track));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        for id in ["a", "b", "c"] {
+            let answer = request(addr, &format!("/metrics-test/{id}")).await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+        let text = runtime_metrics::global().render();
+        let labels = r#"method="GET",route="/metrics-test/{id}",status="200""#;
+        assert!(
+            text.contains(&format!("streamcart_http_requests_total{{{labels}}} 3")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "streamcart_http_request_seconds_count{{{labels}}} 3"
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_hit_ratio_counts_hits_and_cached_not_founds_against_misses() {
+        let m = Metrics::default();
+        m.product_read(&m.product_cache_hits);
+        m.product_read(&m.product_negative_hits);
+        m.product_read(&m.product_cache_misses);
+        m.product_read(&m.product_cache_hits);
+        assert_eq!(m.product_cache_hit_ratio.get(), 0.75);
+    }
+}

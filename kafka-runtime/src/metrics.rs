@@ -424,4 +424,16 @@ mod tests {
         m.consumer_stats("metrics-test-group", report(-1).as_bytes());
         assert!(!m.render().contains(series));
     }
+
+    #[test]
+    fn readiness_names_a_restoring_loop_until_it_runs() {
+        let h = crate::health::LoopHealth::register("metrics-test-restoring");
+        h.set_phase(Phase::Restoring);
+        let why = not_ready(true).unwrap_or_default();
+        assert!(why.contains("metrics-test-restoring: Restoring"), "{why}");
+        h.set_phase(Phase::Running);
+        h.progress();
+        let why = not_ready(true).unwrap_or_default();
+        assert!(!why.contains("metrics-test-restoring"), "{why}");
+    }
 }
