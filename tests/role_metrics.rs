@@ -1,6 +1,7 @@
 //! A command processor's metrics and health port against the real stack: `streamcart process
 //! stock` serves `/metrics`, `/health/live` and `/health/ready` on `metrics.listen`, and after
-//! it handled a known number of commands its series say exactly that.
+//! it handled a known number of commands its series say exactly that; so do a projector's
+//! applying the events those commands produced.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,47 @@ async fn get(url: &str) -> Option<(u16, String)> {
     let resp = reqwest::get(url).await.ok()?;
     let status = resp.status().as_u16();
     Some((status, resp.text().await.ok()?))
+}
+
+/// Waits until `/health/ready` answers 200; every 503 on the way must give its reason.
+async fn wait_ready(base: &str, log_name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = None;
+    loop {
+        match get(&format!("{base}/health/ready")).await {
+            Some((200, _)) => return,
+            Some((503, why)) => {
+                assert!(why.starts_with("not ready: "), "{why}");
+                last = Some(why);
+            }
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready within 90 s (last: {last:?}); log:\n{}",
+            support::process::read_log(log_name)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Scrapes `base` until `done` holds for the page, for at most 60 s; returns that page.
+async fn scrape_until(base: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, text) = get(&format!("{base}/metrics"))
+            .await
+            .expect("metrics answered");
+        assert_eq!(status, 200);
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "series did not settle within 60 s; last scrape:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// The value of the sample `series` (name and labels exactly as exposed), if present.
@@ -60,24 +102,7 @@ async fn a_processor_reports_what_it_handled_its_lag_and_its_readiness() {
     );
 
     // Ready only once its loop has joined the group and restored its partitions.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut not_ready_seen = None;
-    loop {
-        match get(&format!("{base}/health/ready")).await {
-            Some((200, _)) => break,
-            Some((503, why)) => not_ready_seen = Some(why),
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready within 90 s (last: {not_ready_seen:?}); log:\n{}",
-            support::process::read_log(&format!("{prefix}processor"))
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    if let Some(why) = &not_ready_seen {
-        assert!(why.starts_with("not ready: "), "{why}");
-    }
+    wait_ready(&base, &format!("{prefix}processor")).await;
     let live = get(&format!("{base}/health/live")).await;
     assert_eq!(live.map(|(s, _)| s), Some(200));
 
@@ -127,23 +152,11 @@ async fn a_processor_reports_what_it_handled_its_lag_and_its_readiness() {
         })
         .collect();
     let records = format!("streamcart_loop_records_total{{loop=\"{LOOP}\"}}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let text = loop {
-        let (status, text) = get(&format!("{base}/metrics"))
-            .await
-            .expect("metrics answered");
-        assert_eq!(status, 200);
-        let settled = sample(&text, &records) == Some(COMMANDS as f64)
-            && lag_series.iter().all(|s| sample(&text, s) == Some(0.0));
-        if settled {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "series did not settle within 60 s; last scrape:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let text = scrape_until(&base, |text| {
+        sample(text, &records) == Some(COMMANDS as f64)
+            && lag_series.iter().all(|s| sample(text, s) == Some(0.0))
+    })
+    .await;
 
     let value = |series: String| sample(&text, &series).unwrap_or(-1.0);
     let batches = value(format!(
@@ -188,5 +201,40 @@ async fn a_processor_reports_what_it_handled_its_lag_and_its_readiness() {
     let ready = get(&format!("{base}/health/ready")).await;
     assert_eq!(ready.map(|(s, _)| s), Some(200));
 
+    // A projector on the same events: it applies all 40 and reports how old each event was.
+    let projector_port = support::free_port();
+    let projector_base = format!("http://127.0.0.1:{projector_port}");
+    let keyspace = prefix.trim_end_matches('.').to_owned();
+    let mut projector = support::spawn_streamcart(
+        &["project", "stock"],
+        &[
+            ("STREAMCART_TOPIC_PREFIX", prefix.clone()),
+            ("STREAMCART_PARTITIONS", PARTITIONS.to_string()),
+            ("STREAMCART_KEYSPACE", keyspace),
+            ("STREAMCART_CASSANDRA_NODES", support::cassandra_node()),
+            ("STREAMCART_REDIS_URL", support::redis_url()),
+            (
+                "STREAMCART_METRICS__LISTEN",
+                format!("127.0.0.1:{projector_port}"),
+            ),
+            ("STREAMCART_KAFKA__STATISTICS_INTERVAL_MS", "500".into()),
+        ],
+        &format!("{prefix}projector"),
+    );
+    wait_ready(&projector_base, &format!("{prefix}projector")).await;
+    const PROJECTOR: &str = "projector.stock";
+    let applied = format!("streamcart_loop_records_total{{loop=\"{PROJECTOR}\"}}");
+    let lag_count = format!("streamcart_projection_lag_seconds_count{{loop=\"{PROJECTOR}\"}}");
+    let text = scrape_until(&projector_base, |text| {
+        sample(text, &applied) == Some(COMMANDS as f64)
+    })
+    .await;
+    assert_eq!(sample(&text, &lag_count), Some(COMMANDS as f64), "{text}");
+    assert!(
+        !text.contains(&format!("loop=\"{LOOP}\"")),
+        "one registry per process: the projector has no processor series"
+    );
+
+    assert!(projector.terminate(Duration::from_secs(30)));
     assert!(processor.terminate(Duration::from_secs(30)));
 }
