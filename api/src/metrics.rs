@@ -1,32 +1,53 @@
-//! Counters of what the edge did, served at `/metrics` in Prometheus' text format. They are how
-//! operators (and the tests) see the cache and single-flight at work.
+//! What the edge did, in the process's Prometheus registry (served at `/metrics` here and on
+//! the role's metrics port): the cache and single-flight at work, the commands sent, and every
+//! request by route and status with its latency.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+use streamcart_kafka_runtime::metrics as runtime_metrics;
 
 macro_rules! counters {
     ($($name:ident: $help:literal),* $(,)?) => {
-        /// The edge's counters, all monotonic.
-        #[derive(Debug, Default)]
+        /// The edge's counters, all monotonic, named `streamcart_api_<field>`.
+        #[derive(Debug)]
         pub struct Metrics {
-            $(#[doc = $help] pub $name: AtomicU64,)*
+            $(#[doc = $help] pub $name: IntCounter,)*
+            /// Share of product reads answered from Redis (hits and cached not-founds).
+            pub product_cache_hit_ratio: Gauge,
+        }
+
+        impl Default for Metrics {
+            /// Counters of their own, in no registry (for tests; a role uses [`Metrics::shared`]).
+            fn default() -> Self {
+                Self {
+                    $($name: IntCounter::new(
+                        concat!("streamcart_api_", stringify!($name)),
+                        $help,
+                    ).expect("valid counter"),)*
+                    product_cache_hit_ratio: Gauge::new(
+                        "streamcart_api_product_cache_hit_ratio",
+                        "Share of product reads answered from Redis (hits and cached not-founds).",
+                    ).expect("valid gauge"),
+                }
+            }
         }
 
         impl Metrics {
-            /// Prometheus text exposition of every counter.
-            pub fn render(&self) -> String {
-                let mut out = String::new();
+            fn register(&self) {
+                let registry = runtime_metrics::global().registry();
                 $(
-                    let _ = writeln!(out, "# HELP streamcart_api_{} {}", stringify!($name), $help);
-                    let _ = writeln!(out, "# TYPE streamcart_api_{} counter", stringify!($name));
-                    let _ = writeln!(
-                        out,
-                        "streamcart_api_{} {}",
-                        stringify!($name),
-                        self.$name.load(Ordering::Relaxed)
-                    );
+                    if let Err(e) = registry.register(Box::new(self.$name.clone())) {
+                        tracing::warn!(error = %e, "edge counter not registered");
+                    }
                 )*
-                out
+                if let Err(e) = registry.register(Box::new(self.product_cache_hit_ratio.clone())) {
+                    tracing::warn!(error = %e, "edge gauge not registered");
+                }
             }
         }
     };
@@ -45,7 +66,150 @@ counters! {
     kafka_failures: "Commands Kafka did not take.",
 }
 
+impl Metrics {
+    /// The process's edge counters, registered once: an edge restarted by `streamcart run`
+    /// keeps counting into the same series.
+    pub fn shared() -> Arc<Self> {
+        static SHARED: OnceLock<Arc<Metrics>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let m = Metrics::default();
+                m.register();
+                Arc::new(m)
+            })
+            .clone()
+    }
+
+    /// Counts one product read that Redis answered (`hit`) or not, and updates the ratio.
+    pub fn product_read(&self, counter: &IntCounter) {
+        counter.inc();
+        let hits = self.product_cache_hits.get() + self.product_negative_hits.get();
+        let total = hits + self.product_cache_misses.get();
+        if total > 0 {
+            self.product_cache_hit_ratio.set(hits as f64 / total as f64);
+        }
+    }
+}
+
 /// Adds one to `counter`.
-pub fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+pub fn bump(counter: &IntCounter) {
+    counter.inc();
+}
+
+struct HttpMetrics {
+    requests: IntCounterVec,
+    seconds: HistogramVec,
+}
+
+fn http() -> &'static HttpMetrics {
+    static HTTP: OnceLock<HttpMetrics> = OnceLock::new();
+    HTTP.get_or_init(|| {
+        let labels = ["method", "route", "status"];
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "streamcart_http_requests_total",
+                "HTTP requests answered, by method, route and status.",
+            ),
+            &labels,
+        )
+        .expect("valid counter");
+        let seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "streamcart_http_request_seconds",
+                "Time to answer an HTTP request, by method, route and status.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &labels,
+        )
+        .expect("valid histogram");
+        let registry = runtime_metrics::global().registry();
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(seconds.clone()),
+        ] {
+            if let Err(e) = registry.register(c) {
+                tracing::warn!(error = %e, "HTTP series not registered");
+            }
+        }
+        HttpMetrics { requests, seconds }
+    })
+}
+
+/// Middleware counting each matched route's requests by status, with their latency. Labelled
+/// by the route's template (`/v1/products/{sku}`), never the raw path, so the series stay few.
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let t0 = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [method.as_str(), route.as_str(), status.as_str()];
+    let m = http();
+    m.requests.with_label_values(&labels).inc();
+    m.seconds
+        .with_label_values(&labels)
+        .observe(t0.elapsed().as_secs_f64());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    async fn request(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_route_template_and_status() {
+        let app = Router::new()
+            .route("/metrics-test/{id}", get(|| async { "ok" }))
+            .route_layer(axum::middleware::from_fn(track));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        for id in ["a", "b", "c"] {
+            let answer = request(addr, &format!("/metrics-test/{id}")).await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+        let text = runtime_metrics::global().render();
+        let labels = r#"method="GET",route="/metrics-test/{id}",status="200""#;
+        assert!(
+            text.contains(&format!("streamcart_http_requests_total{{{labels}}} 3")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "streamcart_http_request_seconds_count{{{labels}}} 3"
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_hit_ratio_counts_hits_and_cached_not_founds_against_misses() {
+        let m = Metrics::default();
+        m.product_read(&m.product_cache_hits);
+        m.product_read(&m.product_negative_hits);
+        m.product_read(&m.product_cache_misses);
+        m.product_read(&m.product_cache_hits);
+        assert_eq!(m.product_cache_hit_ratio.get(), 0.75);
+    }
 }

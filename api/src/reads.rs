@@ -265,14 +265,17 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
         if let Some(cache) = self.usable_cache() {
             match self.cached("lookup", cache.lookup(sku)).await {
                 Some(CacheLookup::Hit(row)) if min_version.is_none_or(|v| row.version >= v) => {
-                    bump(&self.metrics.product_cache_hits);
+                    self.metrics.product_read(&self.metrics.product_cache_hits);
                     return Ok(Some(row));
                 }
                 Some(CacheLookup::Missing) if min_version.is_none() => {
-                    bump(&self.metrics.product_negative_hits);
+                    self.metrics
+                        .product_read(&self.metrics.product_negative_hits);
                     return Ok(None);
                 }
-                Some(_) => bump(&self.metrics.product_cache_misses),
+                Some(_) => self
+                    .metrics
+                    .product_read(&self.metrics.product_cache_misses),
                 None => {}
             }
         }
@@ -607,7 +610,7 @@ mod tests {
         let got = models.product("SKU-1", Some(3)).await.expect("reads");
         assert_eq!(got, Some(row("SKU-1", 3)));
         assert_eq!(store.product_reads.load(Ordering::SeqCst), 0);
-        assert_eq!(metrics.product_cache_hits.load(Ordering::SeqCst), 1);
+        assert_eq!(metrics.product_cache_hits.get(), 1);
     }
 
     #[tokio::test]
@@ -624,7 +627,7 @@ mod tests {
             assert_eq!(got, Some(row("SKU-1", 2)));
         }
         assert_eq!(store.product_reads.load(Ordering::SeqCst), 1);
-        assert_eq!(metrics.product_cache_hits.load(Ordering::SeqCst), 2);
+        assert_eq!(metrics.product_cache_hits.get(), 2);
     }
 
     #[tokio::test]
@@ -635,7 +638,7 @@ mod tests {
             assert_eq!(models.product("SKU-0", None).await.expect("reads"), None);
         }
         assert_eq!(store.product_reads.load(Ordering::SeqCst), 1);
-        assert_eq!(metrics.product_negative_hits.load(Ordering::SeqCst), 2);
+        assert_eq!(metrics.product_negative_hits.get(), 2);
     }
 
     #[tokio::test]

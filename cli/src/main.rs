@@ -244,6 +244,30 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Starts the role's `/metrics` and `/health/*` listener on `metrics.listen`, before anything
+/// that may take long (registering schemas, creating topics), so a probe sees the role starting.
+/// Commands that are no long-running role start none.
+async fn serve_metrics(cfg: &Config, command: &Command) -> anyhow::Result<()> {
+    let expects_loops = match command {
+        Command::Process { .. }
+        | Command::Sagas
+        | Command::Project { .. }
+        | Command::Projector { .. }
+        | Command::Run => true,
+        Command::Serve => false,
+        _ => return Ok(()),
+    };
+    // The listener lives as long as the process: it must answer while the role shuts down.
+    streamcart_kafka_runtime::metrics::serve(
+        &cfg.metrics.listen,
+        expects_loops,
+        CancellationToken::new(),
+    )
+    .await
+    .context("starting the metrics listener")?;
+    Ok(())
+}
+
 fn run_command(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::load(cli.config.as_deref())?;
     if let Command::Config = cli.command {
@@ -258,6 +282,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let out = rt.block_on(async move {
+        serve_metrics(&cfg, &cli.command).await?;
         match cli.command {
             Command::Process { .. }
             | Command::Sagas

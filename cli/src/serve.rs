@@ -47,7 +47,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             .with_auto_register(cfg.auto_register_schemas),
     );
     let store = connect_store(&cfg, &shutdown).await?;
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Metrics::shared();
     let cache_options = CacheOptions::for_topic_prefix(&cfg.topic_prefix);
     let redis_url = cfg.redis_url.clone();
     let connect_cache = move || {

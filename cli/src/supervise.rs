@@ -88,9 +88,12 @@ impl RestartCounters {
 
     fn register(&self, role: &str) {
         self.lock().entry(role.to_owned()).or_insert(0);
+        // Present at 0 from the start, so a scrape can tell "never restarted" from "unknown".
+        let _ = restarts_series(role);
     }
 
     fn increment(&self, role: &str) -> u64 {
+        restarts_series(role).inc();
         let mut counts = self.lock();
         let count = counts.entry(role.to_owned()).or_insert(0);
         *count += 1;
@@ -101,6 +104,12 @@ impl RestartCounters {
         // Counters stay meaningful after a panic elsewhere: every update is one increment.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn restarts_series(role: &str) -> prometheus::IntCounter {
+    streamcart_kafka_runtime::metrics::global()
+        .role_restarts
+        .with_label_values(&[role])
 }
 
 /// Why one attempt of a role ended.

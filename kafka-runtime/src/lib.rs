@@ -16,6 +16,7 @@
 //! - [`headers`]: header names used on every record.
 //! - [`partitioner`]: murmur2 placement of keys, as the Java client does.
 //! - [`health`]: whether each loop makes progress, and why not.
+//! - [`metrics`]: the process's Prometheus series and its `/metrics` and `/health/*` listener.
 //! - [`shutdown`]: a cancellation token fired by SIGTERM / SIGINT.
 
 pub mod admin;
@@ -26,6 +27,7 @@ pub mod error;
 pub mod hanging;
 pub mod headers;
 pub mod health;
+pub mod metrics;
 pub mod partitioner;
 pub mod record;
 pub mod restore;

@@ -41,6 +41,9 @@ pub struct KafkaSettings {
     /// anyway from the records a loop sends while a request is in flight. At 0 instead of 5,
     /// each saga hop took 2 to 4 ms less at 100 orders/s, with no loss of throughput.
     pub linger_ms: u64,
+    /// How often each loop's consumer reports librdkafka's statistics, in milliseconds: the
+    /// source of the per-partition consumer lag gauges. 0 turns them (and the gauges) off.
+    pub statistics_interval_ms: u64,
 }
 
 impl Default for KafkaSettings {
@@ -56,6 +59,7 @@ impl Default for KafkaSettings {
             hanging_sweep_ms: 5_000,
             fetch_wait_max_ms: 50,
             linger_ms: 0,
+            statistics_interval_ms: 1_000,
         }
     }
 }
@@ -138,6 +142,12 @@ impl KafkaSettings {
             .set("max.poll.interval.ms", "300000")
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
             .set("partition.assignment.strategy", "cooperative-sticky");
+        if self.statistics_interval_ms > 0 {
+            c.set(
+                "statistics.interval.ms",
+                self.statistics_interval_ms.to_string(),
+            );
+        }
         c
     }
 

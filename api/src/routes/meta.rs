@@ -30,11 +30,11 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// `GET /metrics`: counters in Prometheus' text format.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// `GET /metrics`: the process's series (the edge's and its loops') in Prometheus' text format.
+pub async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        streamcart_kafka_runtime::metrics::global().render(),
     )
 }
 

@@ -69,6 +69,8 @@ pub fn router(state: AppState) -> Router {
             get(queries::customer_orders),
         )
         .route("/v1/commands/{command_id}", get(commands::command_status))
+        // A route layer, so it sees the matched route's template; unrouted requests are not counted.
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))

@@ -18,6 +18,7 @@ use figment::{Figment, Profile};
 use serde::{Deserialize, Serialize};
 use streamcart_api::ApiConfig;
 use streamcart_kafka_runtime::KafkaSettings;
+use streamcart_kafka_runtime::metrics::MetricsConfig;
 use streamcart_processors::command::kafka::ProcessorTuning;
 use streamcart_processors::command::table::SnapshotPolicy;
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// Where the Kafka Connect JDBC sink writes, for `streamcart demo` to read back.
     pub sink: SinkConfig,
+    /// Where every role serves `/metrics`, `/health/live` and `/health/ready`.
+    pub metrics: MetricsConfig,
 }
 
 /// Command processor tuning: the `[processor]` face of [`ProcessorTuning`].
@@ -126,6 +129,7 @@ impl Default for Config {
             payments: PaymentsConfig::default(),
             api: ApiConfig::default(),
             sink: SinkConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -107,6 +107,17 @@ impl Config {
         c.require(k.linger_ms <= 1_000, "kafka.linger_ms", || {
             "must be ≤ 1000".into()
         });
+        // librdkafka's bound of statistics.interval.ms.
+        c.require(
+            k.statistics_interval_ms <= 86_400_000,
+            "kafka.statistics_interval_ms",
+            || "must be ≤ 86400000".into(),
+        );
+        c.require(
+            !self.metrics.listen.contains(',') && host_ports(&self.metrics.listen),
+            "metrics.listen",
+            || "not a host:port (port 0 takes a free one)".into(),
+        );
 
         let p = &self.processor;
         c.at_least_1(&[

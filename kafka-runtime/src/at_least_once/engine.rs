@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::ledger::{Backoff, Ledger, PartitionKey, RecordId, Settlement};
 use super::{Handler, Output, Record, Spec, Stats};
 use crate::dead_letter::{self, Origin, RecordHeaders};
+use crate::health::{LoopHealth, Phase};
 use crate::{HandleError, KafkaSettings, RuntimeError};
 
 /// Longest an empty batch waits for its first record, so ticks and shutdown run regularly.
@@ -30,6 +31,8 @@ type LoopConsumer = StreamConsumer<LoopContext>;
 /// Records what librdkafka reports from its callbacks, for the loop to act on between batches.
 struct LoopContext {
     name: String,
+    /// The consumer group, labelling the lag gauges its statistics feed.
+    group: String,
     reassigned: AtomicBool,
     commit_failed: AtomicBool,
 }
@@ -38,13 +41,21 @@ impl ClientContext for LoopContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         crate::client_log::log_client_error(&error, reason);
     }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        crate::metrics::global().consumer_stats(&self.group, statistics);
+    }
 }
 
 impl ConsumerContext for LoopContext {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if !matches!(rebalance, Rebalance::Error(_)) {
-            self.reassigned.store(true, Ordering::Relaxed);
-        }
+        let kind = match rebalance {
+            Rebalance::Assign(_) => "assign",
+            Rebalance::Revoke(_) => "revoke",
+            Rebalance::Error(_) => return,
+        };
+        crate::metrics::global().rebalanced(&self.name, kind);
+        self.reassigned.store(true, Ordering::Relaxed);
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
@@ -94,6 +105,8 @@ struct Engine<'a> {
     shutdown: &'a CancellationToken,
     producer: FutureProducer,
     stats: Stats,
+    /// Progress as readiness probes see it.
+    health: LoopHealth,
     /// Positions asked to be committed for partitions of the current consumer.
     committed: BTreeMap<PartitionKey, i64>,
 }
@@ -116,27 +129,36 @@ pub(super) async fn run<H: Handler>(
         shutdown,
         producer: settings.producer().create()?,
         stats: Stats::default(),
+        health: LoopHealth::register(&spec.name),
         committed: BTreeMap::new(),
     };
     let mut ends: Option<BTreeMap<PartitionKey, i64>> = None;
     let mut backoff = engine.backoff();
     loop {
         let consumer = Arc::new(engine.consumer()?);
+        engine.health.set_phase(Phase::Running);
         engine.committed.clear();
         handler.on_reassigned();
         match engine.consume(&consumer, handler, &mut ends).await {
             Next::Finish => {
                 engine.final_commit(&consumer).await;
                 release(consumer).await;
+                engine.health.set_phase(Phase::Stopped);
                 tracing::info!(loop_name = %spec.name, stats = ?engine.stats, "stopped");
                 return Ok(engine.stats);
             }
             Next::Rebuild => {
                 engine.stats.consumer_rebuilds += 1;
+                engine.health.set_phase(Phase::Recovering);
+                engine.health.rebuilt();
+                engine
+                    .health
+                    .fault("the consumer hit a fatal error and is rebuilt");
                 release(consumer).await;
                 let pause = backoff.next_pause();
                 tracing::warn!(loop_name = %spec.name, ?pause, "rebuilding the consumer; it resumes from the committed offsets");
                 if !engine.sleep(pause).await {
+                    engine.health.set_phase(Phase::Stopped);
                     return Ok(engine.stats);
                 }
             }
@@ -160,6 +182,7 @@ impl Engine<'_> {
     fn consumer(&self) -> Result<LoopConsumer, RuntimeError> {
         let context = LoopContext {
             name: self.spec.name.clone(),
+            group: self.spec.group_id.clone(),
             reassigned: AtomicBool::new(false),
             commit_failed: AtomicBool::new(false),
         };
@@ -265,21 +288,37 @@ impl Engine<'_> {
                 return Next::Finish;
             }
             if batch.is_empty() {
+                // Nothing waiting is progress too: an idle loop is not a stuck one.
+                self.health.progress();
                 continue;
             }
             self.stats.read += batch.len() as u64;
             self.stats.batches += 1;
+            let t0 = Instant::now();
             let (ledger, flow) = self.process(handler, &batch).await;
             let (applied, dead) = ledger.counts();
-            self.commit(consumer, ledger.commit_positions());
+            let positions = ledger.commit_positions();
+            let committing = !positions.is_empty();
+            self.commit(consumer, positions);
             self.stats.applied += applied;
             self.stats.dead_letters += dead;
+            if committing {
+                self.record_batch(&batch, applied, dead, t0.elapsed());
+            }
             match flow {
-                Flow::Done => backoff.reset(),
+                Flow::Done => {
+                    backoff.reset();
+                    self.health.progress();
+                }
                 Flow::Stopped => return Next::Finish,
                 Flow::OutOfTime => {
                     self.stats.rewinds += 1;
                     let positions = ledger.rewind_positions();
+                    self.health
+                        .fault("a batch ran out of its retry budget and was rewound");
+                    let bound = Duration::from_millis(self.settings.stall_after_ms);
+                    self.health
+                        .check(bound, || format!("{} records not applied", batch.len()));
                     tracing::warn!(loop_name = %self.spec.name, ?positions, "batch out of retry budget; rewinding to its first unsettled records");
                     // The handler keeps its state: the partitions are still this instance's,
                     // and the records read again are the ones it has not applied.
@@ -587,6 +626,28 @@ impl Engine<'_> {
             }
         }
         Flow::Done
+    }
+
+    /// Records a batch whose settled records were committed: `applied` and `dead` of them,
+    /// `took` from the batch's start to its commit being sent.
+    fn record_batch(&self, batch: &[OwnedMessage], applied: u64, dead: u64, took: Duration) {
+        let metrics = crate::metrics::global();
+        let name = self.spec.name.as_str();
+        metrics.committed(name, applied + dead, took);
+        if dead > 0 {
+            metrics.dead_letters.with_label_values(&[name]).inc_by(dead);
+        }
+        // The record's timestamp is when its event was written (producer create time), so
+        // this is the event's age once its effects are durable.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let lag = metrics.projection_lag_seconds.with_label_values(&[name]);
+        for m in batch {
+            if let Some(ts) = m.timestamp().to_millis() {
+                lag.observe((now_ms - ts).max(0) as f64 / 1000.0);
+            }
+        }
     }
 
     fn commit(&mut self, consumer: &LoopConsumer, positions: Vec<(PartitionKey, i64)>) {

@@ -20,11 +20,17 @@ pub(super) struct RebalanceLog {
 /// The consumer's context.
 pub(super) struct LoopContext {
     pub(super) log: Arc<Mutex<RebalanceLog>>,
+    /// The consumer group, labelling the lag gauges its statistics feed.
+    pub(super) group: String,
 }
 
 impl ClientContext for LoopContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         crate::client_log::log_client_error(&error, reason);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        crate::metrics::global().consumer_stats(&self.group, statistics);
     }
 }
 

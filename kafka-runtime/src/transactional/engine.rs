@@ -181,7 +181,10 @@ fn new_consumer(
     let log = Arc::new(Mutex::new(RebalanceLog::default()));
     let consumer = settings
         .transactional_consumer(&spec.group_id, Some(&spec.transactional_id))
-        .create_with_context(LoopContext { log: log.clone() })
+        .create_with_context(LoopContext {
+            log: log.clone(),
+            group: spec.group_id.clone(),
+        })
         .map_err(|e| Fault::Stop(e.into()))?;
     Ok((consumer, log))
 }
@@ -254,6 +257,8 @@ fn wait_for_topics(
 struct Batch {
     started: Instant,
     records: usize,
+    /// Records of this batch sent to the dead-letter topic: counted once the batch commits.
+    dead_letters: u64,
     /// First offset handled per partition in this batch: where to rewind on abort.
     start: BTreeMap<(String, i32), i64>,
     /// Next offset to consume per partition: what to commit.
@@ -269,6 +274,7 @@ impl Batch {
         Self {
             started: Instant::now(),
             records: 0,
+            dead_letters: 0,
             start: BTreeMap::new(),
             next: BTreeMap::new(),
             held: Vec::new(),
@@ -695,6 +701,7 @@ impl<'a> Engine<'a> {
             // open batch cannot commit either: give it back. A sealed batch's commit either
             // lands (its offsets were sent with the old generation) or fails and is rolled back.
             self.abort(handler)?;
+            crate::metrics::global().rebalanced(&self.spec.name, "revoke");
             tracing::info!(loop_name = %self.spec.name, ?revoked, "partitions revoked");
             for tp in &revoked {
                 self.owned.remove(tp);
@@ -713,6 +720,12 @@ impl<'a> Engine<'a> {
             // commit before it (a long restore was reported as a stuck loop the moment it ended).
             self.health.progress();
             self.owned.extend(assigned.iter().cloned());
+            let metrics = crate::metrics::global();
+            metrics.rebalanced(&self.spec.name, "assign");
+            metrics
+                .restore_seconds
+                .with_label_values(&[self.spec.name.as_str()])
+                .observe(t0.elapsed().as_secs_f64());
             tracing::info!(loop_name = %self.spec.name, elapsed_ms = t0.elapsed().as_millis() as u64, "restored");
         }
         Ok(())
@@ -747,6 +760,9 @@ impl<'a> Engine<'a> {
                     &reason,
                 ));
                 self.stats.dead_letters += 1;
+                if let Some(b) = self.batch.as_mut() {
+                    b.dead_letters += 1;
+                }
             }
             Err(HandleError::Transient(reason)) => return Err(Recovery::Abort(reason)),
         }
@@ -869,6 +885,19 @@ impl<'a> Engine<'a> {
                 self.backoff = MIN_BACKOFF;
                 self.health.progress();
                 if let Some(b) = sealed {
+                    let metrics = crate::metrics::global();
+                    metrics.committed(
+                        &self.spec.name,
+                        b.records as u64,
+                        report.flush + report.offsets + report.commit,
+                    );
+                    if b.dead_letters > 0 {
+                        metrics
+                            .dead_letters
+                            .with_label_values(&[self.spec.name.as_str()])
+                            .inc_by(b.dead_letters);
+                    }
+                    self.store_positions(&b.next);
                     self.stats.records += b.records as u64;
                     self.phases.records += b.records as u64;
                     self.phases.batches += 1;
@@ -895,6 +924,24 @@ impl<'a> Engine<'a> {
                 let open = self.batch.take();
                 self.rollback(handler, [sealed, open])
             }
+        }
+    }
+
+    /// Tells the consumer where the committed batch ended. The offsets went to the group
+    /// through the transaction, which librdkafka's consumer does not see; without this its
+    /// statistics would never know a position, and the lag gauges would stay empty. Storing
+    /// commits nothing (auto commit is off).
+    fn store_positions(&self, next: &BTreeMap<(String, i32), i64>) {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            if self.owned(topic, *partition) {
+                let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = self.consumer.store_offsets(&tpl)
+        {
+            tracing::debug!(loop_name = %self.spec.name, error = %e, "positions not stored for the lag statistics");
         }
     }
 
@@ -946,6 +993,10 @@ impl<'a> Engine<'a> {
         }
         let _ = self.deliveries.take();
         self.stats.aborts += 1;
+        crate::metrics::global()
+            .aborts
+            .with_label_values(&[self.spec.name.as_str()])
+            .inc();
         handler.on_abort();
         let mut rewind: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for b in batches.into_iter().flatten() {
