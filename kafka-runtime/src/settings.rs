@@ -162,6 +162,7 @@ impl KafkaSettings {
             // A restore reads straight through: a prefetch queue deeper than a few fetches only
             // holds memory (librdkafka's default is 64 MB, kept by the allocator afterwards).
             .set("queued.max.messages.kbytes", "16384")
+            .set("fetch.queue.backoff.ms", "10")
             .set("auto.offset.reset", "earliest");
         c
     }

@@ -379,73 +379,109 @@ where
         let snapshots = self.topics.snapshots(A::CONTEXT);
         let events = self.topics.events(A::CONTEXT);
         let from_start: Vec<(i32, i64)> = partitions.iter().map(|p| (*p, 0)).collect();
-        // Snapshots are decoded and installed on a thread of their own while this one polls:
-        // decoding costs about as much as reading, so the two together take the time of one.
+        // Snapshots are decoded and installed on threads of their own while this one polls:
+        // decoding costs several times what reading does. Each decoding thread owns the tables
+        // of some of the partitions, so they share nothing.
         let codec = &*self.codec;
         let rt = &self.rt;
         let started = std::time::Instant::now();
-        let decoded = std::thread::scope(|scope| {
-            let (batches, incoming) = std::sync::mpsc::sync_channel::<Batch>(16);
-            let decoder = scope.spawn(move || -> Result<HashMap<i32, Restoring<A>>, String> {
-                let mut restoring = restoring;
-                for batch in incoming {
-                    for (partition, bytes) in batch.records() {
-                        let Some(part) = restoring.get_mut(&partition) else {
-                            continue;
-                        };
-                        let snap: Snapshot<A::State> = decode_blocking(rt, codec, bytes)
-                            .map_err(|e| format!("partition {partition}: {e}"))?;
-                        if snap.aggregate_id.is_empty() {
-                            part.checkpoint = snap.event_offset;
-                        } else {
-                            part.table.load_snapshot(
-                                snap.aggregate_id,
-                                snap.version,
-                                snap.state,
-                                snap.recent_command_ids,
-                            );
-                        }
+        let decoders = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(partitions.len())
+            .max(1);
+        let shard_of: HashMap<i32, usize> = partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, i % decoders))
+            .collect();
+        let mut shards: Vec<HashMap<i32, Restoring<A>>> =
+            (0..decoders).map(|_| HashMap::new()).collect();
+        for (p, part) in restoring {
+            let shard = shard_of.get(&p).copied().unwrap_or_default();
+            shards[shard].insert(p, part);
+        }
+        let decode_shard = |incoming: std::sync::mpsc::Receiver<Batch>,
+                            mut shard: HashMap<i32, Restoring<A>>|
+         -> Result<HashMap<i32, Restoring<A>>, String> {
+            for batch in incoming {
+                for (partition, bytes) in batch.records() {
+                    let Some(part) = shard.get_mut(&partition) else {
+                        continue;
+                    };
+                    let snap: Snapshot<A::State> = decode_blocking(rt, codec, bytes)
+                        .map_err(|e| format!("partition {partition}: {e}"))?;
+                    if snap.aggregate_id.is_empty() {
+                        part.checkpoint = snap.event_offset;
+                    } else {
+                        part.table.load_snapshot(
+                            snap.aggregate_id,
+                            snap.version,
+                            snap.state,
+                            snap.recent_command_ids,
+                        );
                     }
                 }
-                Ok(restoring)
-            });
-            let mut batch = Batch::default();
+            }
+            Ok(shard)
+        };
+        let decode_shard = &decode_shard;
+        let decoded = std::thread::scope(|scope| {
+            let mut senders = Vec::with_capacity(decoders);
+            let mut workers = Vec::with_capacity(decoders);
+            for shard in shards {
+                let (batches, incoming) = std::sync::mpsc::sync_channel::<Batch>(8);
+                senders.push(batches);
+                workers.push(scope.spawn(move || decode_shard(incoming, shard)));
+            }
+            let mut open: Vec<Batch> = (0..decoders).map(|_| Batch::default()).collect();
             let read = restorer.read_partitions(
                 &snapshots,
                 &from_start,
                 self.tuning.restore_timeout,
                 |m| {
+                    let Some(&shard) = shard_of.get(&m.partition()) else {
+                        return Ok(());
+                    };
                     if let Some(bytes) = m.payload() {
-                        batch.push(m.partition(), bytes);
+                        open[shard].push(m.partition(), bytes);
                     }
-                    if batch.ends.len() >= RESTORE_BATCH {
-                        let full = std::mem::take(&mut batch);
+                    if open[shard].ends.len() >= RESTORE_BATCH {
+                        let full = std::mem::take(&mut open[shard]);
                         // A decoder that stopped has its reason, reported below.
-                        batches
+                        senders[shard]
                             .send(full)
                             .map_err(|_| "snapshot decoding stopped".to_owned())?;
                     }
                     Ok(())
                 },
             );
-            let flushed = read.is_ok() && batches.send(batch).is_ok();
-            drop(batches);
-            let decoding = decoder
-                .join()
-                .unwrap_or_else(|_| Err("snapshot decoding panicked".to_owned()));
-            match (read, decoding) {
-                (_, Err(reason)) => Err(RuntimeError::Restore {
-                    topic: snapshots.clone(),
-                    partition: partitions.first().copied().unwrap_or_default(),
-                    reason,
-                }),
-                (Err(e), Ok(_)) => Err(e),
-                (Ok(_), Ok(_)) if !flushed => Err(RuntimeError::Restore {
-                    topic: snapshots.clone(),
-                    partition: partitions.first().copied().unwrap_or_default(),
-                    reason: "snapshot decoding stopped".to_owned(),
-                }),
-                (Ok(read), Ok(restoring)) => Ok((restoring, read)),
+            let mut flushed = read.is_ok();
+            for (batches, rest) in senders.into_iter().zip(open) {
+                flushed = flushed && batches.send(rest).is_ok();
+            }
+            let mut restored = HashMap::new();
+            let mut failed = None;
+            for worker in workers {
+                match worker.join() {
+                    Ok(Ok(shard)) => restored.extend(shard),
+                    Ok(Err(reason)) => {
+                        failed.get_or_insert(reason);
+                    }
+                    Err(_) => {
+                        failed.get_or_insert_with(|| "snapshot decoding panicked".to_owned());
+                    }
+                }
+            }
+            let fail = |reason: String| RuntimeError::Restore {
+                topic: snapshots.clone(),
+                partition: partitions.first().copied().unwrap_or_default(),
+                reason,
+            };
+            match (read, failed) {
+                (_, Some(reason)) => Err(fail(reason)),
+                (Err(e), None) => Err(e),
+                (Ok(_), None) if !flushed => Err(fail("snapshot decoding stopped".to_owned())),
+                (Ok(read), None) => Ok((restored, read)),
             }
         });
         let (mut restoring, snapshot_records) = decoded?;
