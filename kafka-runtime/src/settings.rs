@@ -161,7 +161,10 @@ impl KafkaSettings {
             .set("fetch.wait.max.ms", "20")
             // A restore reads straight through: a prefetch queue deeper than a few fetches only
             // holds memory (librdkafka's default is 64 MB, kept by the allocator afterwards).
-            .set("queued.max.messages.kbytes", "16384")
+            .set("queued.max.messages.kbytes", "4096")
+            // A partition whose prefetch queue is over its threshold has its next fetch put off
+            // by this long. At librdkafka's default (1 s) a reader that keeps up drained the
+            // queue and then idled: a 1,000,000-snapshot read took 3.5 s instead of 0.5 s.
             .set("fetch.queue.backoff.ms", "10")
             .set("auto.offset.reset", "earliest");
         c
