@@ -392,9 +392,12 @@ async fn a_flash_sale_survives_broker_registry_and_store_faults_and_rotating_kil
                     )
                     .await;
                 if n.is_multiple_of(20) {
-                    // Alternating prices: every change is a real change, hence an event.
+                    // Alternating prices: every change is a real change, hence an event. A SKU's
+                    // successive prices differ by 50 ± 6 cents, and its first (650 to 656) is
+                    // none of the creation prices (600 to 1,000); from 600, SKU-1's first
+                    // change set the price it already had, which appends nothing.
                     let sku = &skus[1 + (n / 20) % 5];
-                    let amount = 600 + ((n / 100) % 2) as i64 * 50 + (n % 7) as i64;
+                    let amount = 650 + ((n / 100) % 2) as i64 * 50 + (n % 7) as i64;
                     world
                         .send(
                             Context::Catalog,
