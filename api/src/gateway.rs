@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -23,7 +25,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use streamcart_kafka_runtime::KafkaSettings;
 use streamcart_kafka_runtime::headers::{AVRO_CONTENT_TYPE, CONTENT_TYPE, TRACEPARENT};
-use streamcart_kafka_runtime::trace::TraceContext;
+use streamcart_kafka_runtime::telemetry::{self, WorkSpan};
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::{CommandEnvelope, CommandPayload, CommandResult};
 use streamcart_schemas::topics::Topics;
@@ -94,8 +96,8 @@ pub struct Send {
     pub expected_version: Option<u64>,
     /// The caller, who alone may poll for the result.
     pub owner: String,
-    /// Trace context the command continues (the request's `traceparent`, if any).
-    pub trace: TraceContext,
+    /// The `traceparent` of the span the command continues (the HTTP request's).
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug)]
@@ -300,16 +302,38 @@ impl Gateway {
         })?;
         let answer = self.register(options.command_id, &options.owner, aggregate_id);
         let topic = self.topics.commands(C::CONTEXT);
-        let traceparent = options.trace.to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
+        let parent = options
+            .traceparent
+            .as_deref()
+            .map(telemetry::extract_traceparent)
+            .unwrap_or_default();
+        let span = WorkSpan::start(
+            "command sent",
+            SpanKind::Producer,
+            &parent,
+            if telemetry::exporting() {
+                vec![
+                    KeyValue::new("messaging.system", "kafka"),
+                    KeyValue::new("messaging.operation.type", "send"),
+                    KeyValue::new("messaging.destination.name", topic.clone()),
+                    KeyValue::new("streamcart.command_id", options.command_id.to_string()),
+                ]
+            } else {
+                Vec::new()
+            },
+        );
+        let mut headers = OwnedHeaders::new();
+        let traceparent = span.traceparent();
+        if let Some(tp) = &traceparent {
+            headers = headers.insert(Header {
                 key: TRACEPARENT,
-                value: Some(traceparent.as_bytes()),
-            })
-            .insert(Header {
-                key: CONTENT_TYPE,
-                value: Some(AVRO_CONTENT_TYPE.as_bytes()),
+                value: Some(tp.as_bytes()),
             });
+        }
+        let headers = headers.insert(Header {
+            key: CONTENT_TYPE,
+            value: Some(AVRO_CONTENT_TYPE.as_bytes()),
+        });
         let record = FutureRecord::to(&topic)
             .key(aggregate_id)
             .payload(&bytes)
@@ -326,16 +350,19 @@ impl Gateway {
                 bump(&self.metrics.commands_sent);
             }
             Ok(Err((e, _))) => {
+                span.fail(&e.to_string());
                 self.forget(options.command_id);
                 bump(&self.metrics.kafka_failures);
                 return Err(kafka_unavailable(&e.to_string()));
             }
             Err(_) => {
+                span.fail("delivery timed out");
                 self.forget(options.command_id);
                 bump(&self.metrics.kafka_failures);
                 return Err(kafka_unavailable("delivery timed out"));
             }
         }
+        drop(span);
         match tokio::time::timeout(self.answer_timeout, answer).await {
             Ok(Ok(result)) => {
                 bump(&self.metrics.commands_answered);

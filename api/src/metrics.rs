@@ -6,10 +6,17 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use opentelemetry::KeyValue;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::SpanKind;
 use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+use streamcart_kafka_runtime::headers::TRACEPARENT;
 use streamcart_kafka_runtime::metrics as runtime_metrics;
+use streamcart_kafka_runtime::telemetry::{self, WorkSpan};
+use tracing::Instrument as _;
 
 macro_rules! counters {
     ($($name:ident: $help:literal),* $(,)?) => {
@@ -140,15 +147,58 @@ fn http() -> &'static HttpMetrics {
 
 /// Middleware counting each matched route's requests by status, with their latency. Labelled
 /// by the route's template (`/v1/products/{sku}`), never the raw path, so the series stay few.
-pub async fn track(request: Request, next: Next) -> Response {
+///
+/// It also opens the request's server span, a child of the caller's `traceparent`, and puts
+/// that span's own `traceparent` on the request, so what the route sends continues it.
+pub async fn track(mut request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().as_str().to_owned();
     let t0 = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
+    let parent = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .map(telemetry::extract_traceparent)
+        .unwrap_or_default();
+    let span = WorkSpan::start(
+        format!("{method} {route}"),
+        SpanKind::Server,
+        &parent,
+        if telemetry::exporting() {
+            vec![
+                KeyValue::new("http.request.method", method.clone()),
+                KeyValue::new("http.route", route.clone()),
+                KeyValue::new("url.path", request.uri().path().to_owned()),
+            ]
+        } else {
+            Vec::new()
+        },
+    );
+    if let Some(value) = span
+        .traceparent()
+        .and_then(|tp| HeaderValue::from_str(&tp).ok())
+    {
+        request.headers_mut().insert(TRACEPARENT, value);
+    }
+    // The span is the current context while the route runs, so work it starts (a cache
+    // refresh) is its child.
+    let run = next.run(request).with_context(span.context().clone());
+    let response = if span.recording() {
+        let log = tracing::info_span!("request", trace_id = %telemetry::trace_id(span.context()));
+        run.instrument(log).await
+    } else {
+        run.await
+    };
+    let code = response.status().as_u16();
+    span.set(KeyValue::new("http.response.status_code", i64::from(code)));
+    if code >= 500 {
+        span.fail(&format!("answered {code}"));
+    }
+    drop(span);
+    let status = code.to_string();
     let labels = [method.as_str(), route.as_str(), status.as_str()];
     let m = http();
     m.requests.with_label_values(&labels).inc();

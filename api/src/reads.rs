@@ -28,6 +28,9 @@ use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, bump};
 use crate::single_flight::SingleFlight;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
+use streamcart_kafka_runtime::telemetry::WorkSpan;
 
 /// How long Redis is left alone after a failed call.
 const CACHE_BACKOFF: Duration = Duration::from_secs(1);
@@ -302,10 +305,21 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
     async fn load_product(self: &Arc<Self>, sku: &str) -> Result<Option<ProductRow>, ApiError> {
         let this = Arc::clone(self);
         let owned = sku.to_owned();
+        let span = WorkSpan::start(
+            "cache refreshed",
+            SpanKind::Internal,
+            &opentelemetry::Context::current(),
+            vec![KeyValue::new("streamcart.sku", sku.to_owned())],
+        );
         let load = async move {
             bump(&this.metrics.product_store_loads);
             let store = read(&this.stores.products);
-            let found = this.stored(store.product(&owned)).await?;
+            let found = this.stored(store.product(&owned)).await;
+            if let Err(e) = &found {
+                span.fail(&e.reason);
+            }
+            let found = found?;
+            span.set(KeyValue::new("streamcart.found", found.is_some()));
             if let Some(cache) = this.usable_cache() {
                 match &found {
                     Some(row) => {

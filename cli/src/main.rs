@@ -221,22 +221,46 @@ fn role_of(command: &Command) -> String {
 /// A role that ends with an error exits 1 with one line naming the role and the cause; the log
 /// above it has the details.
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     let role = role_of(&cli.command);
-    match run_command(cli) {
+    // The configuration says how to log, so it is read before logging starts; a refused one
+    // is reported on standard error like any failure.
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("streamcart {role}: {}", one_line(&e.to_string()));
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&cfg.log);
+    let service = format!("streamcart-{}", role.replace(' ', "-"));
+    // Kept for the life of the process: dropping it flushes the spans still queued.
+    let _telemetry = match streamcart_kafka_runtime::telemetry::init(&cfg.tracing, &service) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("streamcart {role}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run_command(cli, cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(role = %role, error = %format!("{e:#}"), "stopped with an error");
             eprintln!("streamcart {role}: {}", one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
+    }
+}
+
+fn init_logging(log: &config::LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.format {
+        config::LogFormat::Text => builder.init(),
+        config::LogFormat::Json => builder.json().with_current_span(true).init(),
     }
 }
 
@@ -247,7 +271,10 @@ fn one_line(text: &str) -> String {
 /// Starts the role's `/metrics` and `/health/*` listener on `metrics.listen`, before anything
 /// that may take long (registering schemas, creating topics), so a probe sees the role starting.
 /// Commands that are no long-running role start none.
-async fn serve_metrics(cfg: &Config, command: &Command) -> anyhow::Result<()> {
+async fn serve_metrics(
+    cfg: &Config,
+    command: &Command,
+) -> anyhow::Result<Option<streamcart_kafka_runtime::metrics::TargetFile>> {
     let expects_loops = match command {
         Command::Process { .. }
         | Command::Sagas
@@ -255,21 +282,36 @@ async fn serve_metrics(cfg: &Config, command: &Command) -> anyhow::Result<()> {
         | Command::Projector { .. }
         | Command::Run => true,
         Command::Serve => false,
-        _ => return Ok(()),
+        _ => return Ok(None),
     };
     // The listener lives as long as the process: it must answer while the role shuts down.
-    streamcart_kafka_runtime::metrics::serve(
+    let addr = streamcart_kafka_runtime::metrics::serve(
         &cfg.metrics.listen,
         expects_loops,
         CancellationToken::new(),
     )
     .await
     .context("starting the metrics listener")?;
-    Ok(())
+    let Some(dir) = cfg.metrics.prometheus_targets_dir.as_deref() else {
+        return Ok(None);
+    };
+    // Prometheus finding a role is worth a warning, not a refusal to run.
+    match streamcart_kafka_runtime::metrics::TargetFile::announce(
+        dir,
+        addr,
+        &role_of(command),
+        &cfg.instance_id,
+        &cfg.topic_prefix,
+    ) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) => {
+            tracing::warn!(dir, error = %e, "no Prometheus target file written");
+            Ok(None)
+        }
+    }
 }
 
-fn run_command(cli: Cli) -> anyhow::Result<()> {
-    let cfg = Config::load(cli.config.as_deref())?;
+fn run_command(cli: Cli, cfg: Config) -> anyhow::Result<()> {
     if let Command::Config = cli.command {
         print!(
             "{}",
@@ -282,7 +324,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let out = rt.block_on(async move {
-        serve_metrics(&cfg, &cli.command).await?;
+        let _target = serve_metrics(&cfg, &cli.command).await?;
         match cli.command {
             Command::Process { .. }
             | Command::Sagas

@@ -12,7 +12,7 @@
 //! - [`admin`]: creating topics with their partition counts and cleanup policies.
 //! - [`client_log`]: librdkafka's client reports at the right level (partition ends are no errors).
 //! - [`dead_letter`]: records that cannot be handled, kept with their original bytes.
-//! - [`trace`]: W3C trace context carried in the `traceparent` header.
+//! - [`telemetry`]: OpenTelemetry spans and the W3C `traceparent` carried in record headers.
 //! - [`headers`]: header names used on every record.
 //! - [`partitioner`]: murmur2 placement of keys, as the Java client does.
 //! - [`health`]: whether each loop makes progress, and why not.
@@ -33,7 +33,7 @@ pub mod record;
 pub mod restore;
 pub mod settings;
 pub mod shutdown;
-pub mod trace;
+pub mod telemetry;
 pub mod transactional;
 
 pub use error::{HandleError, RuntimeError};

@@ -30,13 +30,79 @@ pub struct MetricsConfig {
     /// `host:port` of the listener; port 0 takes a free port (logged at start). Give each
     /// process of a host its own port for Prometheus to scrape.
     pub listen: String,
+    /// A directory Prometheus reads `file_sd` targets from: while the role runs, it keeps a
+    /// target file there naming its listener (the local stack sets it).
+    pub prometheus_targets_dir: Option<String>,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:0".into(),
+            prometheus_targets_dir: None,
         }
+    }
+}
+
+/// This process's Prometheus `file_sd` target file; removed when dropped.
+#[derive(Debug)]
+pub struct TargetFile {
+    path: std::path::PathBuf,
+}
+
+impl TargetFile {
+    /// Writes `<dir>/streamcart-<pid>.json` naming `addr`, labelled with `role`, `instance`
+    /// and `namespace` (the topic prefix: one deployment's series apart), after removing the files of processes that no longer run (a role killed
+    /// with SIGKILL leaves its file behind).
+    pub fn announce(
+        dir: &str,
+        addr: SocketAddr,
+        role: &str,
+        instance: &str,
+        namespace: &str,
+    ) -> std::io::Result<Self> {
+        let dir = std::path::Path::new(dir);
+        std::fs::create_dir_all(dir)?;
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("streamcart-"))
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(pid) = pid
+                && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let host = if addr.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            addr.ip()
+        };
+        let target = SocketAddr::new(host, addr.port());
+        let body = serde_json::json!([{
+            "targets": [target.to_string()],
+            "labels": {
+                "role": role,
+                "instance_id": instance,
+                "namespace": namespace,
+                "pid": std::process::id().to_string(),
+            },
+        }]);
+        let path = dir.join(format!("streamcart-{}.json", std::process::id()));
+        // Written whole then renamed: Prometheus never reads half a file.
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, body.to_string())?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for TargetFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

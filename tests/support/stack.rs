@@ -100,3 +100,18 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Jaeger's query API (`/api/traces/{id}`).
+pub fn jaeger_query_url() -> String {
+    env_or("JAEGER_QUERY_URL", "http://127.0.0.1:16686")
+}
+
+/// Prometheus' HTTP API (`/api/v1/query`).
+pub fn prometheus_url() -> String {
+    env_or("PROMETHEUS_URL", "http://127.0.0.1:9090")
+}
+
+/// Base URL of Jaeger's OTLP/HTTP receiver, which roles export their spans to.
+pub fn otlp_endpoint() -> String {
+    env_or("STREAMCART_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+}

@@ -22,7 +22,6 @@ use streamcart_aggregates::orders::{
     CancelOrder, CancelReason, MAX_LINES, OrderCommand, OrderLineRequest, PlaceOrder,
 };
 use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku, is_valid_currency};
-use streamcart_kafka_runtime::trace::TraceContext;
 use streamcart_schemas::codes::CONCURRENCY_CONFLICT;
 use streamcart_schemas::envelope::{CommandPayload, CommandResult, Outcome};
 use uuid::Uuid;
@@ -209,16 +208,17 @@ fn options(caller: &Principal, headers: &HeaderMap) -> Result<Options, ApiError>
                 })?,
         ),
     };
-    let trace = headers
+    // The request's span, which the metrics middleware put there.
+    let traceparent = headers
         .get("traceparent")
-        .and_then(|v| TraceContext::parse(v.as_bytes()))
-        .map_or_else(TraceContext::new_root, |parent| parent.child());
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     Ok(Options {
         send: Send {
             command_id,
             expected_version,
             owner: caller.subject.clone(),
-            trace,
+            traceparent,
         },
         key,
     })

@@ -243,6 +243,7 @@ pub(crate) mod tests {
     fn other_value(key: &str, default: &Value) -> String {
         match default {
             Value::Bool(_, b) => (!b).to_string(),
+            Value::Num(_, figment::value::Num::F64(f)) => (f / 2.0).to_string(),
             Value::Num(_, n) => match n.to_u128() {
                 Some(n) => (n + 1).to_string(),
                 None => (n.to_i128().expect("integer default") + 1).to_string(),
@@ -250,6 +251,8 @@ pub(crate) mod tests {
             Value::String(_, s) if s.parse::<std::net::SocketAddr>().is_ok() => {
                 "127.0.0.1:1".into()
             }
+            // The log format is one of two words.
+            Value::String(_, s) if s == "text" => "json".into(),
             Value::String(_, s) => format!("{s}x"),
             // Unset options (strings, paths, numbers) and lists both take "7".
             Value::Empty(..) | Value::Array(..) => "7".into(),

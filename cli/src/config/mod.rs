@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use streamcart_api::ApiConfig;
 use streamcart_kafka_runtime::KafkaSettings;
 use streamcart_kafka_runtime::metrics::MetricsConfig;
+use streamcart_kafka_runtime::telemetry::TracingConfig;
 use streamcart_processors::command::kafka::ProcessorTuning;
 use streamcart_processors::command::table::SnapshotPolicy;
 
@@ -60,6 +61,39 @@ pub struct Config {
     pub sink: SinkConfig,
     /// Where every role serves `/metrics`, `/health/live` and `/health/ready`.
     pub metrics: MetricsConfig,
+    /// Traces: OTLP endpoint, sampling, service name.
+    pub tracing: TracingConfig,
+    /// How the process logs.
+    pub log: LogConfig,
+}
+
+/// How the process writes its log (to standard error).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (for people) or `json` (one object per line, for log pipelines).
+    pub format: LogFormat,
+    /// A `tracing` filter (`info,rdkafka=warn`); `RUST_LOG`, when set, wins.
+    pub filter: String,
+}
+
+/// The log's line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, span fields (the trace id) included.
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info,rdkafka=warn".into(),
+        }
+    }
 }
 
 /// Command processor tuning: the `[processor]` face of [`ProcessorTuning`].
@@ -130,6 +164,8 @@ impl Default for Config {
             api: ApiConfig::default(),
             sink: SinkConfig::default(),
             metrics: MetricsConfig::default(),
+            tracing: TracingConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }

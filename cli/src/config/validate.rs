@@ -118,6 +118,19 @@ impl Config {
             "metrics.listen",
             || "not a host:port (port 0 takes a free one)".into(),
         );
+        let t = &self.tracing;
+        c.require(
+            (0.0..=1.0).contains(&t.sample_ratio),
+            "tracing.sample_ratio",
+            || "must be between 0.0 and 1.0".into(),
+        );
+        c.require(
+            t.otlp_endpoint.as_deref().is_none_or(|e| {
+                e.is_empty() || e.starts_with("http://") || e.starts_with("https://")
+            }),
+            "tracing.otlp_endpoint",
+            || "must be an http:// or https:// URL (the OTLP/HTTP receiver's base)".into(),
+        );
 
         let p = &self.processor;
         c.at_least_1(&[

@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use super::ledger::{Backoff, Ledger, PartitionKey, RecordId, Settlement};
 use super::{Handler, Output, Record, Spec, Stats};
 use crate::dead_letter::{self, Origin, RecordHeaders};
+use crate::headers::TRACEPARENT;
 use crate::health::{LoopHealth, Phase};
+use crate::telemetry::{self, WorkSpan};
 use crate::{HandleError, KafkaSettings, RuntimeError};
 
 /// Longest an empty batch waits for its first record, so ticks and shutdown run regularly.
@@ -379,18 +381,23 @@ impl Engine<'_> {
         let deadline = Instant::now() + self.spec.retry_budget;
         let mut items = Vec::with_capacity(batch.len());
         let mut item_ids = Vec::with_capacity(batch.len());
+        // One span per record, from its decoding until its batch is applied.
+        let mut spans = Vec::with_capacity(batch.len());
         let mut flow = Flow::Done;
         'records: for (m, id) in batch.iter().zip(&ids) {
             let record = Record::of(m);
+            let span = WorkSpan::for_record(handler.operation(), &self.spec.name, &record);
             let mut backoff = self.backoff();
             loop {
                 match self.call(handler.decode(&record)).await {
                     Call::Done(Ok(item)) => {
                         items.push(item);
                         item_ids.push(*id);
+                        spans.push(span);
                         break;
                     }
                     Call::Done(Err(HandleError::Permanent { kind, reason })) => {
+                        span.fail(&reason);
                         match self.dead_letter(&record, kind, &reason, deadline).await {
                             Flow::Done => ledger.settle(*id, Settlement::DeadLettered),
                             f => {
@@ -423,8 +430,13 @@ impl Engine<'_> {
         // Items decoded before a stop are still applied: their records may come before the
         // stop in their partitions, and applying them again later is harmless.
         if flow != Flow::Stopped && !items.is_empty() {
+            let decoded = Items {
+                items: &items,
+                ids: &item_ids,
+                spans: &spans,
+            };
             let applied = self
-                .apply(handler, batch, &items, &item_ids, &mut ledger, deadline)
+                .apply(handler, batch, decoded, &mut ledger, deadline)
                 .await;
             if flow == Flow::Done {
                 flow = applied;
@@ -439,27 +451,34 @@ impl Engine<'_> {
         &mut self,
         handler: &mut H,
         batch: &[OwnedMessage],
-        items: &[H::Item],
-        ids: &[RecordId],
+        decoded: Items<'_, H::Item>,
         ledger: &mut Ledger,
         deadline: Instant,
     ) -> Flow {
-        let (kind, reason) = match self.try_apply(handler, items, ids, ledger, deadline).await {
+        let Items { items, ids, spans } = decoded;
+        let (kind, reason) = match self.try_apply(handler, decoded, ledger, deadline).await {
             Applied::Flow(flow) => return flow,
             Applied::Refused(kind, reason) => (kind, reason),
         };
         if let ([_], [id]) = (items, ids) {
+            if let Some(span) = spans.first() {
+                span.fail(&reason);
+            }
             return self
                 .dead_letter_id(batch, *id, kind, &reason, ledger, deadline)
                 .await;
         }
         tracing::warn!(loop_name = %self.spec.name, items = items.len(), kind, %reason, "batch refused; applying its records one by one");
-        for (item, id) in items.iter().zip(ids) {
-            let one = std::slice::from_ref(item);
-            let id_one = std::slice::from_ref(id);
-            let flow = match self.try_apply(handler, one, id_one, ledger, deadline).await {
+        for ((item, id), span) in items.iter().zip(ids).zip(spans) {
+            let one = Items {
+                items: std::slice::from_ref(item),
+                ids: std::slice::from_ref(id),
+                spans: std::slice::from_ref(span),
+            };
+            let flow = match self.try_apply(handler, one, ledger, deadline).await {
                 Applied::Flow(flow) => flow,
                 Applied::Refused(kind, reason) => {
+                    span.fail(&reason);
                     self.dead_letter_id(batch, *id, kind, &reason, ledger, deadline)
                         .await
                 }
@@ -476,15 +495,16 @@ impl Engine<'_> {
     async fn try_apply<H: Handler>(
         &mut self,
         handler: &mut H,
-        items: &[H::Item],
-        ids: &[RecordId],
+        decoded: Items<'_, H::Item>,
         ledger: &mut Ledger,
         deadline: Instant,
     ) -> Applied {
+        let Items { items, ids, spans } = decoded;
         let mut backoff = self.backoff();
         loop {
             match self.call(handler.apply(items)).await {
-                Call::Done(Ok(outputs)) => {
+                Call::Done(Ok(mut outputs)) => {
+                    trace_outputs(&mut outputs, spans);
                     let flow = self.produce(outputs, deadline).await;
                     if flow == Flow::Done {
                         for id in ids {
@@ -807,3 +827,31 @@ fn owned_headers(headers: &RecordHeaders) -> OwnedHeaders {
         },
     )
 }
+
+/// Gives each output the `traceparent` of the record span that caused it (the first
+/// record's when it names none).
+fn trace_outputs(outputs: &mut [Output], spans: &[WorkSpan]) {
+    for o in outputs {
+        let Some(span) = spans.get(o.cause.unwrap_or(0)) else {
+            continue;
+        };
+        if let Some(tp) = span.traceparent() {
+            telemetry::set_header(&mut o.headers, TRACEPARENT.into(), tp.into_bytes().into());
+        }
+    }
+}
+
+/// Decoded items with their records' ids and spans, index for index.
+struct Items<'a, I> {
+    items: &'a [I],
+    ids: &'a [RecordId],
+    spans: &'a [WorkSpan],
+}
+
+impl<I> Clone for Items<'_, I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<I> Copy for Items<'_, I> {}

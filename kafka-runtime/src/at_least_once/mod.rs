@@ -53,6 +53,9 @@ pub struct Output {
     pub payload: Option<Vec<u8>>,
     /// Headers.
     pub headers: RecordHeaders,
+    /// Index, in the items applied, of the one whose record caused this output: the output
+    /// continues that record's trace (unset: the batch's first record's).
+    pub cause: Option<usize>,
 }
 
 impl Output {
@@ -63,7 +66,14 @@ impl Output {
             key,
             payload,
             headers: Vec::new(),
+            cause: None,
         }
+    }
+
+    /// Names the item (its index in the applied slice) whose record caused this output.
+    pub fn caused_by(mut self, index: usize) -> Self {
+        self.cause = Some(index);
+        self
     }
 
     /// Adds a header.
@@ -84,6 +94,7 @@ impl From<DeadLetter> for Output {
             key: d.key,
             payload: d.payload,
             headers: d.headers,
+            cause: None,
         }
     }
 }
@@ -115,6 +126,11 @@ pub trait Handler: Send {
     /// work (configuration that moves, housekeeping). Failures are the handler's to log.
     fn tick(&mut self) -> impl Future<Output = ()> + Send {
         async {}
+    }
+
+    /// The name of the span around applying one record (`projection applied`).
+    fn operation(&self) -> &'static str {
+        "record applied"
     }
 
     /// The partitions this instance owns changed (a rebalance, or the consumer was rebuilt):

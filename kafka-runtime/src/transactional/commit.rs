@@ -7,6 +7,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use opentelemetry::trace::SpanContext;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::producer::{BaseProducer, Producer};
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::contexts::{DeliveryLog, ProduceContext};
 use super::engine::call_budget;
 use super::recovery::{Bound, Recovery, resume};
+use crate::telemetry::WorkSpan;
 
 /// The loop's transactional producer, shared with the commit thread.
 pub(super) type LoopProducer = BaseProducer<ProduceContext>;
@@ -38,6 +40,8 @@ pub(super) struct CommitReport {
 struct Job {
     offsets: TopicPartitionList,
     metadata: Option<ConsumerGroupMetadata>,
+    /// The sampled spans of the batch's records: the commit's span links them.
+    spans: Vec<SpanContext>,
 }
 
 /// The commit thread of one loop; at most one commit runs at a time.
@@ -59,11 +63,18 @@ impl Committer {
     ) -> std::io::Result<Self> {
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let (report_tx, reports) = mpsc::channel();
+        let loop_name = name.to_owned();
         let thread = std::thread::Builder::new()
             .name(format!("{name}-commit"))
             .spawn(move || {
                 for job in job_rx {
+                    let span = (!job.spans.is_empty())
+                        .then(|| WorkSpan::linked("batch committed", &loop_name, &job.spans));
                     let report = commit(&producer, &deliveries, job, timeout, &shutdown);
+                    if let (Some(span), Err(r)) = (&span, &report.result) {
+                        span.fail(&format!("{r:?}"));
+                    }
+                    drop(span);
                     if report_tx.send(report).is_err() {
                         return;
                     }
@@ -87,11 +98,16 @@ impl Committer {
         &mut self,
         offsets: TopicPartitionList,
         metadata: Option<ConsumerGroupMetadata>,
+        spans: Vec<SpanContext>,
     ) -> Result<(), String> {
-        let sent = self
-            .jobs
-            .as_ref()
-            .is_some_and(|j| j.send(Job { offsets, metadata }).is_ok());
+        let sent = self.jobs.as_ref().is_some_and(|j| {
+            j.send(Job {
+                offsets,
+                metadata,
+                spans,
+            })
+            .is_ok()
+        });
         if !sent {
             return Err("the commit thread has stopped".into());
         }

@@ -18,8 +18,12 @@ use super::recovery::{Bound, CALL_TIMEOUT, FENCED, Recovery, is_fenced, resume};
 use super::{InputRecord, LoopSpec, LoopStats, OutRecord, Phases, TxnHandler};
 use crate::client_log::Throttle;
 use crate::dead_letter::dead_letter;
+use crate::headers::TRACEPARENT;
 use crate::health::{LoopHealth, Phase};
+use crate::telemetry::{self, WorkSpan};
 use crate::{HandleError, KafkaSettings, RuntimeError};
+use opentelemetry::Context;
+use opentelemetry::trace::{SpanContext, SpanKind};
 
 /// How long the loop waits for a running commit when no input is waiting.
 const COMMIT_WAIT: Duration = Duration::from_millis(1);
@@ -267,6 +271,10 @@ struct Batch {
     held: Vec<OutRecord>,
     /// The batch's transaction is open: its output goes straight to the producer.
     in_txn: bool,
+    /// The first record's `traceparent`, for output no single record caused (snapshots).
+    first_trace: Option<String>,
+    /// The sampled spans of the batch's records, which its commit span links.
+    spans: Vec<SpanContext>,
 }
 
 impl Batch {
@@ -279,6 +287,8 @@ impl Batch {
             next: BTreeMap::new(),
             held: Vec::new(),
             in_txn: false,
+            first_trace: None,
+            spans: Vec::new(),
         }
     }
 }
@@ -482,6 +492,9 @@ impl<'a> Engine<'a> {
                 self.phases.report(&self.spec.name);
                 self.phases_since = now;
                 self.watch();
+                if self.batch.is_none() && !self.committer.busy() {
+                    self.store_consumed();
+                }
             }
         }
     }
@@ -643,6 +656,12 @@ impl<'a> Engine<'a> {
         handler
             .on_begin(&mut out)
             .map_err(|e| Recovery::Abort(e.to_string()))?;
+        if !out.is_empty() {
+            let first = self.batch.as_ref().and_then(|b| b.first_trace.clone());
+            for r in &mut out {
+                trace_untraced(r, first.as_deref(), handler.timer_operation());
+            }
+        }
         for r in out.into_iter().chain(held) {
             self.send(r)?;
         }
@@ -667,6 +686,9 @@ impl<'a> Engine<'a> {
             .map_err(|e| Recovery::Abort(e.to_string()))?;
         if out.is_empty() {
             return Ok(());
+        }
+        for r in &mut out {
+            trace_untraced(r, None, handler.timer_operation());
         }
         self.open_batch();
         self.join_txn(handler)?;
@@ -714,7 +736,21 @@ impl<'a> Engine<'a> {
             tracing::info!(loop_name = %self.spec.name, ?assigned, "partitions assigned; restoring");
             let t0 = Instant::now();
             self.health.set_phase(Phase::Restoring);
-            handler.on_assigned(&assigned)?;
+            let span = WorkSpan::start(
+                "restore",
+                SpanKind::Internal,
+                &Context::new(),
+                vec![
+                    opentelemetry::KeyValue::new("streamcart.loop", self.spec.name.clone()),
+                    opentelemetry::KeyValue::new("streamcart.partitions", assigned.len() as i64),
+                ],
+            );
+            let restored = handler.on_assigned(&assigned);
+            if let Err(e) = &restored {
+                span.fail(&e.to_string());
+            }
+            drop(span);
+            restored?;
             self.health.set_phase(Phase::Running);
             // A restore is work done: the stall bound counts from its end, not from the last
             // commit before it (a long restore was reported as a stuck loop the moment it ended).
@@ -745,10 +781,16 @@ impl<'a> Engine<'a> {
         }
         self.join_txn(handler)?;
         let input = InputRecord::of(m);
+        let span = WorkSpan::for_record(handler.operation(), &self.spec.name, &input);
+        // Logs written while handling carry the trace id, when traces are exported.
+        let _log = span.recording().then(|| {
+            tracing::info_span!("record", trace_id = %telemetry::trace_id(span.context())).entered()
+        });
         let mut out = Vec::new();
         match handler.handle(&input, &mut out) {
             Ok(()) => {}
             Err(HandleError::Permanent { kind, reason }) => {
+                span.fail(&reason);
                 tracing::warn!(loop_name = %self.spec.name, topic = input.topic, partition = input.partition,
                     offset = input.offset, kind, %reason, "dead-lettering record");
                 out.clear();
@@ -764,7 +806,20 @@ impl<'a> Engine<'a> {
                     b.dead_letters += 1;
                 }
             }
-            Err(HandleError::Transient(reason)) => return Err(Recovery::Abort(reason)),
+            Err(HandleError::Transient(reason)) => {
+                span.fail(&reason);
+                return Err(Recovery::Abort(reason));
+            }
+        }
+        let traceparent = span.traceparent();
+        if let Some(tp) = &traceparent {
+            for r in &mut out {
+                telemetry::set_header(
+                    &mut r.headers,
+                    TRACEPARENT.into(),
+                    tp.clone().into_bytes().into(),
+                );
+            }
         }
         for r in out {
             self.emit(r)?;
@@ -772,6 +827,12 @@ impl<'a> Engine<'a> {
         if let Some(b) = self.batch.as_mut() {
             b.next.insert(tp, input.offset + 1);
             b.records += 1;
+            if b.first_trace.is_none() {
+                b.first_trace = traceparent;
+            }
+            if span.recording() {
+                b.spans.push(span.span_context());
+            }
         }
         Ok(())
     }
@@ -846,7 +907,7 @@ impl<'a> Engine<'a> {
         };
         handler.on_seal();
         self.committer
-            .start(offsets, metadata)
+            .start(offsets, metadata, batch.spans.clone())
             .map_err(Fault::Rebuild)?;
         self.sealed = Some(batch);
         Ok(())
@@ -936,6 +997,29 @@ impl<'a> Engine<'a> {
         for ((topic, partition), offset) in next {
             if self.owned(topic, *partition) {
                 let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = self.consumer.store_offsets(&tpl)
+        {
+            tracing::debug!(loop_name = %self.spec.name, error = %e, "positions not stored for the lag statistics");
+        }
+    }
+
+    /// With nothing open and nothing committing, everything delivered is committed: stores the
+    /// consumer's positions for the lag statistics. They step over the commit markers after
+    /// the last records, which the offsets a batch commits stop at, so a caught-up loop whose
+    /// input is written transactionally reports a lag of 0, not 1.
+    fn store_consumed(&self) {
+        let Ok(positions) = self.consumer.position() else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for e in positions.elements() {
+            if let Offset::Offset(o) = e.offset()
+                && self.owned(e.topic(), e.partition())
+            {
+                let _ = tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o));
             }
         }
         if tpl.count() > 0
@@ -1037,4 +1121,20 @@ impl<'a> Engine<'a> {
 /// transaction anyway, and the consumer must not go unpolled for long.
 pub(super) fn call_budget(txn_timeout: Duration) -> Duration {
     (txn_timeout * 2).clamp(Duration::from_secs(10), Duration::from_secs(60))
+}
+
+/// Gives a record no input caused (a snapshot, a timer's command) a trace: the batch's first
+/// record's when there is one, else a new root span called `operation`.
+fn trace_untraced(r: &mut OutRecord, first: Option<&str>, operation: &'static str) {
+    if r.headers.iter().any(|(k, _)| k == TRACEPARENT) {
+        return;
+    }
+    let tp = match first {
+        Some(tp) => Some(tp.to_owned()),
+        None => WorkSpan::start(operation, SpanKind::Producer, &Context::new(), Vec::new())
+            .traceparent(),
+    };
+    if let Some(tp) = tp {
+        r.headers.push((TRACEPARENT.into(), tp.into_bytes().into()));
+    }
 }

@@ -113,6 +113,14 @@ pub trait TxnHandler {
     fn tick(&mut self, _out: &mut Vec<OutRecord>) -> Result<(), HandleError> {
         Ok(())
     }
+    /// The name of the span around handling one record (`command handled`, `reaction run`).
+    fn operation(&self) -> &'static str {
+        "record handled"
+    }
+    /// The name of the root span of a record no input caused (a timer's, a snapshot's).
+    fn timer_operation(&self) -> &'static str {
+        "timer fired"
+    }
 }
 
 /// Static description of one loop.

@@ -28,7 +28,6 @@ use streamcart_kafka_runtime::admin::{CoPartitionError, co_partitioned};
 use streamcart_kafka_runtime::headers;
 use streamcart_kafka_runtime::partitioner::partition_for;
 use streamcart_kafka_runtime::restore::Restorer;
-use streamcart_kafka_runtime::trace::TraceContext;
 use streamcart_kafka_runtime::transactional::{Delivered, InputRecord, OutRecord, TxnHandler};
 use streamcart_kafka_runtime::{HandleError, KafkaSettings, RuntimeError};
 use streamcart_schemas::codec::Codec;
@@ -305,11 +304,6 @@ where
             ));
             return Ok(());
         }
-        let trace = record
-            .header(headers::TRACEPARENT)
-            .and_then(TraceContext::parse)
-            .unwrap_or_else(TraceContext::new_root)
-            .child();
         let result = CommandResult {
             command_id: command.command_id,
             aggregate_id: command.aggregate_id.clone(),
@@ -323,28 +317,23 @@ where
                 ),
             },
         };
-        out.push(self.result_record(&result, trace.to_header())?);
+        out.push(self.result_record(&result)?);
         Ok(())
     }
 
-    fn result_record(
-        &self,
-        result: &CommandResult,
-        traceparent: Vec<u8>,
-    ) -> Result<OutRecord, HandleError> {
+    // Every record out of a handled command gets its `traceparent` from the runtime: the span
+    // of that command's handling.
+    fn result_record(&self, result: &CommandResult) -> Result<OutRecord, HandleError> {
         let bytes = self.encode(result)?;
         let mut r = OutRecord::new(
             self.results_topic.clone(),
             Some(result.command_id.to_string().into_bytes()),
             Some(bytes),
         );
-        r.headers = vec![
-            (headers::TRACEPARENT.into(), traceparent.into()),
-            (
-                headers::CONTENT_TYPE.into(),
-                headers::AVRO_CONTENT_TYPE.as_bytes().into(),
-            ),
-        ];
+        r.headers = vec![(
+            headers::CONTENT_TYPE.into(),
+            headers::AVRO_CONTENT_TYPE.as_bytes().into(),
+        )];
         Ok(r)
     }
 
@@ -582,6 +571,14 @@ where
     A::Event: streamcart_schemas::envelope::EventPayload + Send,
     A::State: streamcart_schemas::envelope::SnapshotState + Send,
 {
+    fn operation(&self) -> &'static str {
+        "command handled"
+    }
+
+    fn timer_operation(&self) -> &'static str {
+        "snapshot taken"
+    }
+
     fn on_assigned(&mut self, partitions: &[(String, i32)]) -> Result<(), RuntimeError> {
         // Partitions added to a topic trigger an assignment: the count is read again, so
         // ownership follows it, and topics no longer co-partitioned stop the loop.
@@ -656,11 +653,6 @@ where
                 )));
             }
         }
-        let trace = record
-            .header(headers::TRACEPARENT)
-            .and_then(TraceContext::parse)
-            .unwrap_or_else(TraceContext::new_root)
-            .child();
         let ctx = self.ctx.clone();
         let Some(part) = self.partitions.get_mut(&record.partition) else {
             return Err(HandleError::Transient(format!(
@@ -670,7 +662,6 @@ where
         };
         let decided = part.table.handle(&command, &ctx, now_millis());
         part.events_since_checkpoint += decided.events.len() as u64;
-        let tp = trace.to_header();
         let content_type = headers::AVRO_CONTENT_TYPE.as_bytes();
         for event in &decided.events {
             let bytes = self.encode(event)?;
@@ -681,13 +672,10 @@ where
             );
             // Events stay in their command's partition (co-partitioned topics).
             r.partition = Some(record.partition);
-            r.headers = vec![
-                (headers::TRACEPARENT.into(), tp.clone().into()),
-                (headers::CONTENT_TYPE.into(), content_type.into()),
-            ];
+            r.headers = vec![(headers::CONTENT_TYPE.into(), content_type.into())];
             out.push(r);
         }
-        out.push(self.result_record(&decided.result, tp)?);
+        out.push(self.result_record(&decided.result)?);
         Ok(())
     }
 

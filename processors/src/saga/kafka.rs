@@ -17,7 +17,6 @@ use streamcart_aggregates::orders::OrderEvent;
 use streamcart_aggregates::values::OrderId;
 use streamcart_kafka_runtime::headers;
 use streamcart_kafka_runtime::restore::Restorer;
-use streamcart_kafka_runtime::trace::TraceContext;
 use streamcart_kafka_runtime::transactional::{InputRecord, OutRecord, TxnHandler};
 use streamcart_kafka_runtime::{HandleError, KafkaSettings, RuntimeError};
 use streamcart_schemas::codec::Codec;
@@ -47,11 +46,9 @@ impl CommandWriter {
         encode_blocking(&self.rt, &self.codec, record)
     }
 
-    fn record(
-        &self,
-        command: &SagaCommand,
-        trace: &TraceContext,
-    ) -> Result<OutRecord, HandleError> {
+    /// The record of `command`; the runtime gives it the `traceparent` of the span that
+    /// decided it.
+    fn record(&self, command: &SagaCommand) -> Result<OutRecord, HandleError> {
         let (context, bytes) = match command {
             SagaCommand::Stock(c) => (Context::Inventory, self.encode(c)?),
             SagaCommand::Order(c) => (Context::Orders, self.encode(c)?),
@@ -62,16 +59,10 @@ impl CommandWriter {
             Some(command.aggregate_id().as_bytes().to_vec()),
             Some(bytes),
         );
-        r.headers = vec![
-            (
-                headers::TRACEPARENT.into(),
-                trace.child().to_string().into_bytes().into(),
-            ),
-            (
-                headers::CONTENT_TYPE.into(),
-                headers::AVRO_CONTENT_TYPE.as_bytes().into(),
-            ),
-        ];
+        r.headers = vec![(
+            headers::CONTENT_TYPE.into(),
+            headers::AVRO_CONTENT_TYPE.as_bytes().into(),
+        )];
         Ok(r)
     }
 }
@@ -106,6 +97,10 @@ impl ReactionsHandler {
 }
 
 impl TxnHandler for ReactionsHandler {
+    fn operation(&self) -> &'static str {
+        "reaction run"
+    }
+
     fn on_assigned(&mut self, _partitions: &[(String, i32)]) -> Result<(), RuntimeError> {
         // Stateless: every reaction is a function of one event.
         Ok(())
@@ -145,12 +140,8 @@ impl TxnHandler for ReactionsHandler {
                 ));
             }
         };
-        let trace = record
-            .header(headers::TRACEPARENT)
-            .and_then(TraceContext::parse)
-            .unwrap_or_else(TraceContext::new_root);
         for c in &commands {
-            out.push(w.record(c, &trace)?);
+            out.push(w.record(c)?);
         }
         Ok(())
     }
@@ -210,6 +201,14 @@ impl DeadlinesHandler {
 }
 
 impl TxnHandler for DeadlinesHandler {
+    fn operation(&self) -> &'static str {
+        "deadline tracked"
+    }
+
+    fn timer_operation(&self) -> &'static str {
+        "deadline fired"
+    }
+
     fn on_assigned(&mut self, partitions: &[(String, i32)]) -> Result<(), RuntimeError> {
         // The whole partition is read to its end: events the loop then consumes again (those
         // after the committed offset) only re-add or re-remove the same entries.
@@ -286,7 +285,7 @@ impl TxnHandler for DeadlinesHandler {
         }
         for (p, order, deadline) in due {
             let command = SagaCommand::Order(DeadlineTable::expire_command(&order, deadline));
-            out.push(self.writer.record(&command, &TraceContext::new_root())?);
+            out.push(self.writer.record(&command)?);
             if let Some(table) = self.tables.get_mut(&p) {
                 table.remove(&order);
             }

@@ -154,22 +154,26 @@ where
             })
     }
 
+    fn operation(&self) -> &'static str {
+        "projection applied"
+    }
+
     async fn apply(&mut self, items: &[Self::Item]) -> Result<Vec<Output>, HandleError> {
-        let mut by_aggregate: BTreeMap<&str, Vec<&Self::Item>> = BTreeMap::new();
-        for event in items {
-            by_aggregate
-                .entry(event.aggregate_id.as_str())
-                .or_default()
-                .push(event);
+        // Per aggregate: its events, and the index of the last (a summary continues its trace).
+        let mut by_aggregate: BTreeMap<&str, (Vec<&Self::Item>, usize)> = BTreeMap::new();
+        for (i, event) in items.iter().enumerate() {
+            let entry = by_aggregate.entry(event.aggregate_id.as_str()).or_default();
+            entry.0.push(event);
+            entry.1 = i;
         }
         let mut mutations = Vec::new();
-        let mut changed: Vec<(String, Option<P::Row>)> = Vec::new();
-        for (id, events) in by_aggregate {
+        let mut changed: Vec<(String, Option<P::Row>, usize)> = Vec::new();
+        for (id, (events, last)) in by_aggregate {
             let known = self.current(id).await?;
             let (row, produced) = project_aggregate::<P>(known, &events);
             if !produced.is_empty() {
                 mutations.extend(produced);
-                changed.push((id.to_owned(), row));
+                changed.push((id.to_owned(), row, last));
             }
         }
         for store in &self.targets {
@@ -185,7 +189,10 @@ where
         }
         let mut outputs = Vec::new();
         if let Some(topic) = &self.summary_topic {
-            for row in changed.iter().filter_map(|(_, row)| row.as_ref()) {
+            for (row, cause) in changed
+                .iter()
+                .filter_map(|(_, row, last)| row.as_ref().map(|r| (r, *last)))
+            {
                 let (key, bytes) =
                     P::summary(&self.deps.codec, row)
                         .await
@@ -197,7 +204,8 @@ where
                         })?;
                 outputs.push(
                     Output::new(topic.clone(), Some(key.into_bytes()), Some(bytes))
-                        .with_header(headers::CONTENT_TYPE, headers::AVRO_CONTENT_TYPE.as_bytes()),
+                        .with_header(headers::CONTENT_TYPE, headers::AVRO_CONTENT_TYPE.as_bytes())
+                        .caused_by(cause),
                 );
             }
         }
@@ -205,7 +213,7 @@ where
         if self.rows.len() + changed.len() > MAX_ROWS {
             self.rows.clear();
         }
-        self.rows.extend(changed.into_iter().map(|(id, row)| {
+        self.rows.extend(changed.into_iter().map(|(id, row, _)| {
             (
                 id,
                 Known {
