@@ -93,7 +93,9 @@ pub fn init(config: &TracingConfig, service: &str) -> Result<TelemetryGuard, Tel
         .build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     match config.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
-        None => builder = builder.with_sampler(Sampler::AlwaysOff),
+        // Nothing is exported, and a new trace is not sampled; a sampled parent keeps its flag
+        // downstream, so a caller's sampling decision survives a hop that does not export.
+        None => builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff))),
         Some(endpoint) => {
             let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
             let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -283,9 +285,9 @@ impl WorkSpan {
         self.cx.span().span_context().clone()
     }
 
-    /// True when the span is sampled (its attributes and events are kept).
+    /// True when the span is sampled and spans are exported (its attributes are kept).
     pub fn recording(&self) -> bool {
-        self.cx.span().is_recording()
+        exporting() && self.cx.span().is_recording()
     }
 
     /// The `traceparent` for records this work produces.

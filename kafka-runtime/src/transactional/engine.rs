@@ -811,14 +811,15 @@ impl<'a> Engine<'a> {
                 return Err(Recovery::Abort(reason));
             }
         }
+        // What the handling produced continues its span; a record that already carries a
+        // trace keeps it (a forwarded command and a dead letter are the record itself).
         let traceparent = span.traceparent();
         if let Some(tp) = &traceparent {
             for r in &mut out {
-                telemetry::set_header(
-                    &mut r.headers,
-                    TRACEPARENT.into(),
-                    tp.clone().into_bytes().into(),
-                );
+                if !r.headers.iter().any(|(k, _)| k == TRACEPARENT) {
+                    r.headers
+                        .push((TRACEPARENT.into(), tp.clone().into_bytes().into()));
+                }
             }
         }
         for r in out {
