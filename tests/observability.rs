@@ -305,7 +305,11 @@ async fn one_order_is_one_trace_across_every_role_and_prometheus_sees_every_loop
 
     // Jaeger: the whole trace. Spans arrive in batches every half second from each process, so
     // the read is repeated until every role has reported.
+    // A span whose parent has not arrived yet counts as open: the read is over once every
+    // role has reported, only the gateway's span lacks its parent (the client's), and a second
+    // read a second later finds nothing more.
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = 0;
     let spans = loop {
         let spans = trace(&http, &trace_id).await;
         let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
@@ -313,15 +317,22 @@ async fn one_order_is_one_trace_across_every_role_and_prometheus_sees_every_loop
             .iter()
             .filter(|s| s.operation == "command handled")
             .count();
-        if TRACED.iter().all(|s| services.contains(s)) && handled >= 5 {
+        let ids: BTreeSet<&str> = spans.iter().map(|s| s.id.as_str()).collect();
+        let orphans = spans
+            .iter()
+            .filter(|s| s.parent.as_deref().is_none_or(|p| !ids.contains(p)))
+            .count();
+        let complete = TRACED.iter().all(|s| services.contains(s)) && handled >= 5 && orphans == 1;
+        if complete && spans.len() == last {
             break spans;
         }
+        last = if complete { spans.len() } else { 0 };
         assert!(
             Instant::now() < deadline,
             "trace {trace_id}: services {services:?}, {handled} commands handled, after 60 s:\n{}",
             render(&spans)
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     };
     println!(
         "trace {trace_id} ({} spans):\n{}",
@@ -421,7 +432,10 @@ async fn one_order_is_one_trace_across_every_role_and_prometheus_sees_every_loop
             .filter(|s| s.operation == "batch committed")
             .all(|s| {
                 parent_of(s).is_some_and(|p| {
-                    p.operation == "command handled" || p.operation == "reaction run"
+                    matches!(
+                        p.operation.as_str(),
+                        "command handled" | "reaction run" | "deadline tracked"
+                    )
                 })
             }),
         "a batch commit is a child of its first record's span"
