@@ -39,6 +39,8 @@ pub struct Config {
     pub auto_register_schemas: bool,
     /// Identity of this instance among the instances of one role; keeps `transactional.id`
     /// stable across restarts so a restarted instance fences its predecessor at once.
+    /// Defaults to the host name: stable and distinct per pod of a StatefulSet
+    /// (`order-processor-0`, `-1`, ...). Two instances of one role on one host need their own.
     pub instance_id: String,
     /// Partitions of every aggregate topic created by this process (commands, events and
     /// snapshots of one aggregate are co-partitioned).
@@ -153,7 +155,7 @@ impl Default for Config {
             registry_url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
             topic_prefix: String::new(),
             auto_register_schemas: false,
-            instance_id: "0".into(),
+            instance_id: host_name(),
             partitions: 8,
             cassandra_nodes: "127.0.0.1:9042".into(),
             keyspace: "streamcart".into(),
@@ -198,6 +200,20 @@ impl ProcessorConfig {
             metadata_timeout: Duration::from_millis(self.metadata_timeout_ms),
         }
     }
+}
+
+/// The host name (Linux's), made safe for a `transactional.id`; `0` when it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "0".into())
 }
 
 fn millis(d: Duration) -> u64 {
