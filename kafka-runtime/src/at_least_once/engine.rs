@@ -111,6 +111,8 @@ struct Engine<'a> {
     health: LoopHealth,
     /// Positions asked to be committed for partitions of the current consumer.
     committed: BTreeMap<PartitionKey, i64>,
+    /// When an idle loop last committed past the commit markers after its input.
+    markers_stepped: Instant,
 }
 
 pub(super) async fn run<H: Handler>(
@@ -133,6 +135,7 @@ pub(super) async fn run<H: Handler>(
         stats: Stats::default(),
         health: LoopHealth::register(&spec.name),
         committed: BTreeMap::new(),
+        markers_stepped: Instant::now(),
     };
     let mut ends: Option<BTreeMap<PartitionKey, i64>> = None;
     let mut backoff = engine.backoff();
@@ -292,6 +295,7 @@ impl Engine<'_> {
             if batch.is_empty() {
                 // Nothing waiting is progress too: an idle loop is not a stuck one.
                 self.health.progress();
+                self.step_over_markers(consumer);
                 continue;
             }
             self.stats.read += batch.len() as u64;
@@ -690,6 +694,35 @@ impl Engine<'_> {
                 .commit_failed
                 .store(true, Ordering::Relaxed);
         }
+    }
+
+    /// An idle loop has settled everything delivered, so where the consumer stands is done:
+    /// past the last records it committed there may be only transaction markers, which the
+    /// consumer steps over and a record's offset never reaches. Committing its position there
+    /// (at most once a second) makes a caught-up group's lag 0 instead of 1.
+    fn step_over_markers(&mut self, consumer: &LoopConsumer) {
+        if self.markers_stepped.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.markers_stepped = Instant::now();
+        let Ok(positions) = consumer.position() else {
+            return;
+        };
+        let ahead: Vec<(PartitionKey, i64)> = positions
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let Offset::Offset(at) = e.offset() else {
+                    return None;
+                };
+                let key = (e.topic().to_owned(), e.partition());
+                self.committed
+                    .get(&key)
+                    .is_some_and(|c| *c < at)
+                    .then_some((key, at))
+            })
+            .collect();
+        self.commit(consumer, ahead);
     }
 
     /// Sends the latest positions again after a failed commit; later commits would carry them
