@@ -508,6 +508,20 @@ async fn one_order_is_one_trace_across_every_role_and_prometheus_sees_every_loop
     )
     .await;
     println!("commit latency p99 by loop (s): {p99:?}");
+    // The saga counted the order's outcome once its batch committed.
+    let settled = prom_by(
+        &http,
+        &format!(
+            "sum by (outcome) (streamcart_saga_orders_settled_total{{namespace=\"{prefix}\"}})"
+        ),
+        "outcome",
+    )
+    .await;
+    assert_eq!(
+        settled,
+        BTreeMap::from([("confirmed".to_owned(), 1.0)]),
+        "one order settled, confirmed"
+    );
     assert!(
         p99.values().all(|v| v.is_finite() && *v > 0.0),
         "a finite commit latency for every loop: {p99:?}"

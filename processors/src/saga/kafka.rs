@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::message::Message;
-use streamcart_aggregates::orders::OrderEvent;
+use streamcart_aggregates::orders::{CancelReason, OrderEvent};
 use streamcart_aggregates::values::OrderId;
 use streamcart_kafka_runtime::headers;
 use streamcart_kafka_runtime::restore::Restorer;
@@ -70,6 +70,49 @@ impl CommandWriter {
 /// Runs every saga reaction on the events it consumes.
 pub struct ReactionsHandler {
     writer: CommandWriter,
+    /// Orders settled by events handled since the last seal, and in the sealed batch: counted
+    /// once their batch commits, so a batch handled again after an abort counts once.
+    settled_open: Vec<(&'static str, &'static str)>,
+    settled_sealed: Vec<(&'static str, &'static str)>,
+}
+
+/// How an order ended, as `(outcome, reason)` labels, for a terminal order event.
+fn settled(event: &OrderEvent) -> Option<(&'static str, &'static str)> {
+    match event {
+        OrderEvent::OrderConfirmed(_) => Some(("confirmed", "")),
+        OrderEvent::OrderExpired(_) => Some(("expired", "deadline")),
+        OrderEvent::OrderCancelled(c) => Some((
+            "cancelled",
+            match c.reason {
+                CancelReason::StockUnavailable => "stock_unavailable",
+                CancelReason::PaymentDeclined => "payment_declined",
+                CancelReason::CustomerRequested => "customer_requested",
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// `streamcart_saga_orders_settled_total`: orders the saga saw end, by outcome and reason.
+fn settled_counter() -> &'static prometheus::IntCounterVec {
+    static COUNTER: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
+    COUNTER.get_or_init(|| {
+        let c = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "streamcart_saga_orders_settled_total",
+                "Orders whose saga ended (confirmed, cancelled or expired), by outcome and reason; counted when the reaction's batch commits.",
+            ),
+            &["outcome", "reason"],
+        )
+        .expect("valid counter");
+        if let Err(e) = streamcart_kafka_runtime::metrics::global()
+            .registry()
+            .register(Box::new(c.clone()))
+        {
+            tracing::warn!(error = %e, "saga outcome series not registered");
+        }
+        c
+    })
 }
 
 impl std::fmt::Debug for ReactionsHandler {
@@ -83,6 +126,8 @@ impl ReactionsHandler {
     pub fn new(topics: Topics, codec: Arc<Codec>, rt: tokio::runtime::Handle) -> Self {
         Self {
             writer: CommandWriter { topics, codec, rt },
+            settled_open: Vec::new(),
+            settled_sealed: Vec::new(),
         }
     }
 
@@ -122,7 +167,11 @@ impl TxnHandler for ReactionsHandler {
         let w = &self.writer;
         let commands = match w.topics.stream_of(record.topic) {
             Some(Stream::Aggregate(Context::Orders, StreamKind::Events)) => {
-                let e = decode_blocking(&w.rt, &w.codec, bytes).map_err(decode_failure)?;
+                let e: EventEnvelope<OrderEvent> =
+                    decode_blocking(&w.rt, &w.codec, bytes).map_err(decode_failure)?;
+                if let Some(outcome) = settled(&e.payload) {
+                    self.settled_open.push(outcome);
+                }
                 react_to_order_event(&e)
             }
             Some(Stream::Aggregate(Context::Inventory, StreamKind::Events)) => {
@@ -146,9 +195,21 @@ impl TxnHandler for ReactionsHandler {
         Ok(())
     }
 
-    fn on_commit(&mut self) {}
+    fn on_seal(&mut self) {
+        self.settled_sealed.append(&mut self.settled_open);
+    }
 
-    fn on_abort(&mut self) {}
+    fn on_commit(&mut self) {
+        let counter = settled_counter();
+        for (outcome, reason) in self.settled_sealed.drain(..) {
+            counter.with_label_values(&[outcome, reason]).inc();
+        }
+    }
+
+    fn on_abort(&mut self) {
+        self.settled_open.clear();
+        self.settled_sealed.clear();
+    }
 }
 
 /// Fires `ExpireOrder` for open orders whose deadline passed.
