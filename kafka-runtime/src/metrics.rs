@@ -441,6 +441,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_target_file_names_the_listener_clears_dead_processes_and_goes_on_drop() {
+        let dir = std::env::temp_dir().join(format!("streamcart-targets-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        // A process that no longer runs left its file; a file of another kind is left alone.
+        let dead = dir.join(format!("streamcart-{}.json", u32::MAX - 1));
+        std::fs::write(&dead, "[]").expect("dead file");
+        let other = dir.join("prometheus-self.json");
+        std::fs::write(&other, "[]").expect("other file");
+        let addr: SocketAddr = "0.0.0.0:9101".parse().expect("addr");
+        let file = TargetFile::announce(
+            dir.to_str().expect("utf-8"),
+            addr,
+            "process stock",
+            "pod-1",
+            "ns.",
+        )
+        .expect("announced");
+        let own = dir.join(format!("streamcart-{}.json", std::process::id()));
+        let body: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&own).expect("own file")).expect("json");
+        assert_eq!(
+            body[0]["targets"][0], "127.0.0.1:9101",
+            "a wildcard listener is scraped on loopback"
+        );
+        assert_eq!(body[0]["labels"]["role"], "process stock");
+        assert_eq!(body[0]["labels"]["instance_id"], "pod-1");
+        assert_eq!(body[0]["labels"]["namespace"], "ns.");
+        assert!(!dead.exists(), "the dead process's file is removed");
+        assert!(other.exists());
+        drop(file);
+        assert!(!own.exists(), "removed when the role stops");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_committed_batch_shows_in_every_series_of_its_loop() {
         let m = global();
         m.committed("metrics-test-loop", 7, Duration::from_millis(3));

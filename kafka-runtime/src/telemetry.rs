@@ -7,18 +7,19 @@
 //! that does export joins the trace. With an endpoint, spans are sampled by trace id ratio
 //! (respecting a sampled parent) and exported in batches from a background thread.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{
-    Link, SpanContext, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
+    Link, SpanBuilder, SpanContext, SpanKind, Status, TraceContextExt, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider,
 };
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +128,7 @@ pub fn init(config: &TracingConfig, service: &str) -> Result<TelemetryGuard, Tel
         }
     }
     let provider = builder.build();
+    let _ = TRACER.set(provider.tracer("streamcart"));
     opentelemetry::global::set_tracer_provider(provider.clone());
     Ok(TelemetryGuard { provider })
 }
@@ -136,8 +138,19 @@ pub fn exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)
 }
 
-fn tracer() -> opentelemetry::global::BoxedTracer {
-    opentelemetry::global::tracer_provider().tracer("streamcart")
+/// The process's tracer, kept once installed: asking the global provider for one per span
+/// would take its lock and build a tracer on every record.
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+
+/// Starts `builder`'s span as a child of `parent`, and returns the context holding it.
+fn start_span(builder: SpanBuilder, parent: &Context) -> Context {
+    match TRACER.get() {
+        Some(tracer) => parent.with_span(builder.start_with_context(tracer, parent)),
+        None => {
+            let tracer = opentelemetry::global::tracer("streamcart");
+            parent.with_span(builder.start_with_context(&tracer, parent))
+        }
+    }
 }
 
 struct HeaderReader<'a, 'h>(&'a [(&'h str, &'h [u8])]);
@@ -219,13 +232,11 @@ impl WorkSpan {
         parent: &Context,
         attributes: Vec<KeyValue>,
     ) -> Self {
-        let span = tracer()
-            .span_builder(operation)
+        let builder = SpanBuilder::from_name(operation)
             .with_kind(kind)
-            .with_attributes(attributes)
-            .start_with_context(&tracer(), parent);
+            .with_attributes(attributes);
         Self {
-            cx: parent.with_span(span),
+            cx: start_span(builder, parent),
         }
     }
 
@@ -251,9 +262,7 @@ impl WorkSpan {
             .first()
             .map(|first| Context::new().with_remote_span_context(first.clone()))
             .unwrap_or_default();
-        let tracer = tracer();
-        let mut builder = tracer
-            .span_builder(operation)
+        let mut builder = SpanBuilder::from_name(operation)
             .with_kind(SpanKind::Internal)
             .with_attributes(vec![
                 KeyValue::new("streamcart.loop", loop_name.to_owned()),
@@ -269,9 +278,8 @@ impl WorkSpan {
                     .collect(),
             );
         }
-        let span = builder.start_with_context(&tracer, &parent);
         Self {
-            cx: parent.with_span(span),
+            cx: start_span(builder, &parent),
         }
     }
 
@@ -422,7 +430,9 @@ mod tests {
         let batch = WorkSpan::linked("commit", "loop", &[a.span_context(), b.span_context()]);
         assert_eq!(batch.span_context().trace_id(), a.span_context().trace_id());
         assert_ne!(batch.span_context().span_id(), a.span_context().span_id());
-        assert!(batch.recording());
+        // Sampled (the test provider samples all); `recording()` also needs an exporter.
+        assert!(batch.context().span().is_recording());
+        assert!(!batch.recording(), "nothing is exported here");
     }
 
     #[test]

@@ -376,3 +376,32 @@ impl TxnHandler for DeadlinesHandler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use streamcart_aggregates::orders::{OrderCancelled, OrderEvent};
+
+    use super::*;
+
+    #[test]
+    fn terminal_order_events_name_their_outcome_and_others_none() {
+        let cancelled = |reason| {
+            settled(&OrderEvent::OrderCancelled(OrderCancelled {
+                reason,
+                release: Vec::new(),
+            }))
+        };
+        assert_eq!(
+            cancelled(CancelReason::PaymentDeclined),
+            Some(("cancelled", "payment_declined"))
+        );
+        assert_eq!(
+            cancelled(CancelReason::StockUnavailable),
+            Some(("cancelled", "stock_unavailable"))
+        );
+        assert_eq!(
+            cancelled(CancelReason::CustomerRequested),
+            Some(("cancelled", "customer_requested"))
+        );
+    }
+}
