@@ -153,7 +153,7 @@ impl Run {
             correlation_id: id.to_string(),
             payload: StockCommand::ReceiveStock(ReceiveStock { quantity }),
         };
-        let bytes = self.codec.encode(&envelope).await.expect("encode command");
+        let bytes = support::commands::encode(&self.codec, &envelope).await;
         (id, bytes)
     }
 

@@ -243,7 +243,7 @@ async fn poison_records_are_dead_lettered_and_processing_continues() {
     produce(p, &commands_topic, "SKU-1", &unknown_id);
     // A catalog command on the inventory topic: a valid record of another aggregate type.
     let wrong = envelope("SKU-1", create_product("SKU-1", "Lamp", "home", 1999));
-    let wrong_bytes = world.codec.encode(&wrong).await.expect("encode");
+    let wrong_bytes = support::commands::encode(&world.codec, &wrong).await;
     produce(p, &commands_topic, "SKU-1", &wrong_bytes);
     let good = world
         .send(Context::Inventory, "SKU-1", receive_stock(4))

@@ -48,7 +48,7 @@ async fn a_sink_waits_for_the_registry_instead_of_dead_lettering() {
             updated_at: now_ms(),
             version: 1,
         };
-        let bytes = world.codec.encode(&summary).await.expect("encode");
+        let bytes = support::commands::encode(&world.codec, &summary).await;
         world
             .producer
             .send(BaseRecord::to(&topic).key(&summary.sku).payload(&bytes))

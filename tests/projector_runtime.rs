@@ -193,7 +193,7 @@ async fn poison_records_are_dead_lettered_whole_and_every_event_around_them_is_a
     let producer = producer();
 
     // Poison of four kinds, each keyed like a product so it lands among that product's events.
-    let valid = world.codec.encode(&history(0)[0]).await.expect("encode");
+    let valid = support::commands::encode(&world.codec, &history(0)[0]).await;
     let truncated = valid[..valid.len() - 3].to_vec();
     let mut unknown_id = vec![0u8];
     unknown_id.extend_from_slice(&987_654_321u32.to_be_bytes());
@@ -213,7 +213,7 @@ async fn poison_records_are_dead_lettered_whole_and_every_event_around_them_is_a
     let mut sent_poison: HashMap<String, (String, Option<Vec<u8>>, &str)> = HashMap::new();
     for i in 0..PRODUCTS {
         for (n, event) in history(i).iter().enumerate() {
-            let bytes = world.codec.encode(event).await.expect("encode");
+            let bytes = support::commands::encode(&world.codec, event).await;
             send(&producer, &topic, &event.aggregate_id, Some(&bytes), &[]);
             // Poison between the first and second events of a few products.
             if n == 0
@@ -357,7 +357,7 @@ async fn while_the_registry_is_unreachable_nothing_is_skipped_or_committed() {
     let producer = producer();
     for i in 0..PRODUCTS {
         for event in history(i) {
-            let bytes = world.codec.encode(&event).await.expect("encode");
+            let bytes = support::commands::encode(&world.codec, &event).await;
             send(&producer, &topic, &event.aggregate_id, Some(&bytes), &[]);
         }
     }

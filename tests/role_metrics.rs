@@ -118,7 +118,7 @@ async fn a_processor_reports_what_it_handled_its_lag_and_its_readiness() {
             correlation_id: id.to_string(),
             payload: StockCommand::ReceiveStock(ReceiveStock { quantity: 1 }),
         };
-        let bytes = codec.encode(&envelope).await.expect("encode command");
+        let bytes = support::commands::encode(&codec, &envelope).await;
         support::kafka::produce(&producer, &topics.commands(ctx), &sku, &bytes);
     }
     rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).expect("flush");

@@ -5,7 +5,11 @@ use streamcart_aggregates::catalog::{CreateProduct, ProductCommand};
 use streamcart_aggregates::inventory::{ReceiveStock, StockCommand};
 use streamcart_aggregates::orders::{OrderLineRequest, PlaceOrder};
 use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku};
-use streamcart_schemas::envelope::CommandEnvelope;
+use std::time::{Duration, Instant};
+
+use streamcart_schemas::codec::Codec;
+use streamcart_schemas::envelope::{CommandEnvelope, WireRecord};
+use streamcart_schemas::error::EncodeError;
 use uuid::Uuid;
 
 use crate::clock::now_ms;
@@ -27,6 +31,28 @@ pub fn envelope<C>(aggregate_id: &str, payload: C) -> CommandEnvelope<C> {
         issued_at: now_ms(),
         correlation_id: aggregate_id.to_owned(),
         payload,
+    }
+}
+
+/// How long [`encode`] asks a registry that does not answer before the test fails.
+const REGISTRY_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Encodes `record` as a client would, asking again while the registry is unavailable (a
+/// loaded machine can stall it past one call's timeout, and every client retries that);
+/// panics on a refusal, or when it stays unavailable for a minute.
+pub async fn encode<T: WireRecord>(codec: &Codec, record: &T) -> Vec<u8> {
+    let deadline = Instant::now() + REGISTRY_PATIENCE;
+    loop {
+        match codec.encode(record).await {
+            Ok(bytes) => return bytes,
+            Err(EncodeError::RegistryUnavailable { subject, reason })
+                if Instant::now() < deadline =>
+            {
+                eprintln!("[encode] registry unavailable for {subject}, asking again: {reason}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("encode: {e}"),
+        }
     }
 }
 

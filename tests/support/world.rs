@@ -138,7 +138,7 @@ impl World {
         payload: C,
     ) -> (Uuid, Vec<u8>) {
         let envelope = commands::envelope(aggregate_id, payload);
-        let bytes = self.codec.encode(&envelope).await.expect("encode command");
+        let bytes = commands::encode(&self.codec, &envelope).await;
         (envelope.command_id, bytes)
     }
 
