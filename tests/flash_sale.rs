@@ -1,6 +1,8 @@
 //! A flash sale on the real stack: one hot SKU with 100 units, 2,000 orders from 500 customers,
 //! some declined, some expiring, while every processor and saga role is SIGKILLed and restarted
 //! at random. When everything has settled, the invariants are checked from the event topics.
+//! It runs with the saga's reactions in their own loop, and again with them inline in the
+//! command processors (`saga.reactions`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -25,7 +27,7 @@ const ORDERS: usize = 2_000;
 const CUSTOMERS: usize = 500;
 const ROLES: [&str; 5] = ["product", "stock", "order", "payment", "sagas"];
 
-fn spawn(world: &World, role: &str, generation: usize) -> support::Child {
+fn spawn(world: &World, reactions: &str, role: &str, generation: usize) -> support::Child {
     let args: Vec<&str> = if role == "sagas" {
         vec!["sagas"]
     } else {
@@ -36,6 +38,7 @@ fn spawn(world: &World, role: &str, generation: usize) -> support::Child {
         &[
             ("STREAMCART_SNAPSHOT_EVERY_EVENTS", "5".into()),
             ("STREAMCART_CHECKPOINT_EVERY_EVENTS", "300".into()),
+            ("STREAMCART_SAGA__REACTIONS", reactions.into()),
         ],
         &format!("{role}-{generation}"),
     )
@@ -43,11 +46,23 @@ fn spawn(world: &World, role: &str, generation: usize) -> support::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flash_sale_with_crashes_keeps_every_invariant() {
-    let world = World::new("flash").await;
+    flash_sale("loop").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flash_sale_with_inline_reactions_and_crashes_keeps_every_invariant() {
+    flash_sale("inline").await;
+}
+
+/// The sale, with the saga's reactions where `reactions` (a `saga.reactions` value) puts them.
+async fn flash_sale(reactions: &str) {
+    let world = World::new(&format!("flash_{reactions}")).await;
     let started = Instant::now();
     let mut generation = 0;
-    let mut roles: HashMap<&str, support::Child> =
-        ROLES.iter().map(|r| (*r, spawn(&world, r, 0))).collect();
+    let mut roles: HashMap<&str, support::Child> = ROLES
+        .iter()
+        .map(|r| (*r, spawn(&world, reactions, r, 0)))
+        .collect();
 
     // The catalog and the stock.
     let skus: Vec<String> = std::iter::once(HOT.to_owned())
@@ -79,7 +94,7 @@ async fn flash_sale_with_crashes_keeps_every_invariant() {
             child.kill_hard();
         }
         *generation += 1;
-        roles.insert(role, spawn(&world, role, *generation));
+        roles.insert(role, spawn(&world, reactions, role, *generation));
     };
     for n in 0..ORDERS {
         let mut lines = vec![OrderLineRequest {
@@ -166,13 +181,22 @@ async fn flash_sale_with_crashes_keeps_every_invariant() {
         .filter(|s| *s == "expired")
         .count();
     eprintln!(
-        "flash sale: orders {}, confirmed {confirmed}, cancelled {:?}, expired {expired}, late refunds {}, kills {kills}, duration {:?}",
+        "flash sale ({reactions} reactions): orders {}, confirmed {confirmed}, cancelled {:?}, expired {expired}, late refunds {}, kills {kills}, duration {:?}",
         ledger.placed,
         ledger.cancel_reasons,
         ledger.refund_required.len(),
         started.elapsed()
     );
 
+    // Not vacuous: the saga role of an inline run must not have run the reactions itself.
+    let inline_said = world
+        .log("sagas-0")
+        .contains("saga reactions run in the command processors");
+    assert_eq!(
+        inline_said,
+        reactions == "inline",
+        "saga role placed its reactions as asked"
+    );
     assert_sale_invariants(&ledger, ORDERS, &skus, HOT, HOT_UNITS);
     check_versions(&stock, "stock");
     check_versions(&orders, "order");

@@ -6,6 +6,10 @@
 //! (6 commands, 7 events, 6 results); Kafka's own transactional producer writing records of the
 //! same size gives the orders/s that pure record movement would allow.
 //!
+//! `BENCH_SAGA_REACTIONS=inline` runs the saga's reactions inside the command processors
+//! (`saga.reactions = "inline"`): the hops marked "saga" then share the transaction of the
+//! event they react to.
+//!
 //! [`hops`]: crate::hops
 
 use std::collections::HashMap;
@@ -253,12 +257,18 @@ pub async fn run() -> anyhow::Result<()> {
     }
     harness::create_topics(&names).await?;
     let codec = Arc::new(Codec::new(&harness::registry_url(), topics.clone())?);
+    let reactions = env_or("BENCH_SAGA_REACTIONS", "loop");
+    anyhow::ensure!(
+        matches!(reactions.as_str(), "loop" | "inline"),
+        "BENCH_SAGA_REACTIONS: {reactions:?} is neither `loop` nor `inline`"
+    );
+    let placed = [("STREAMCART_SAGA__REACTIONS", reactions.as_str())];
     let _roles = [
-        harness::spawn_role(&["process", "product"], &prefix, &[])?,
-        harness::spawn_role(&["process", "stock"], &prefix, &[])?,
-        harness::spawn_role(&["process", "order"], &prefix, &[])?,
-        harness::spawn_role(&["process", "payment"], &prefix, &[])?,
-        harness::spawn_role(&["sagas"], &prefix, &[])?,
+        harness::spawn_role(&["process", "product"], &prefix, &placed)?,
+        harness::spawn_role(&["process", "stock"], &prefix, &placed)?,
+        harness::spawn_role(&["process", "order"], &prefix, &placed)?,
+        harness::spawn_role(&["process", "payment"], &prefix, &placed)?,
+        harness::spawn_role(&["sagas"], &prefix, &placed)?,
     ];
 
     // One thread takes records off the consumer and stamps them; another decodes them, so
@@ -385,8 +395,9 @@ pub async fn run() -> anyhow::Result<()> {
     };
 
     // The files come before the ceiling, so a failing ceiling tool costs no latency figures.
-    let json_path = out_dir.join("saga-latency.json");
-    let png_path = out_dir.join("saga-latency.png");
+    let suffix = if reactions == "inline" { "-inline" } else { "" };
+    let json_path = out_dir.join(format!("saga-latency{suffix}.json"));
+    let png_path = out_dir.join(format!("saga-latency{suffix}.png"));
     report::write_json(&json_path, &report::to_json(capacity, n, &results)?)?;
     report::draw_png(&png_path, &results)?;
 
@@ -403,7 +414,7 @@ pub async fn run() -> anyhow::Result<()> {
     let rates: Vec<String> = results.iter().map(|r| format!("{:.0}", r.rate)).collect();
     println!();
     println!(
-        "saga ({n} single-line orders at once, then {seconds} s at each of {} orders/s; 5 roles, {} partitions)",
+        "saga ({n} single-line orders at once, then {seconds} s at each of {} orders/s; 5 roles, {} partitions; reactions: {reactions})",
         rates.join(", "),
         harness::PARTITIONS
     );

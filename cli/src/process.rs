@@ -18,7 +18,7 @@ use streamcart_schemas::topics::{Context, Topics};
 use tokio_util::sync::CancellationToken;
 
 use crate::AggregateKind;
-use crate::config::Config;
+use crate::config::{Config, ReactionsPlacement};
 
 /// Runs the processor of `kind` until SIGTERM / SIGINT.
 pub async fn run(
@@ -135,6 +135,19 @@ where
             retention: Retention::Forever,
         });
     }
+    if cfg.saga.reactions == ReactionsPlacement::Inline {
+        // The reactions write the other contexts' commands.
+        for ctx in [Context::Inventory, Context::Orders, Context::Payments] {
+            let name = topics.commands(ctx);
+            if !specs.iter().any(|s| s.name == name) {
+                specs.push(TopicSpec {
+                    name,
+                    partitions: cfg.partitions,
+                    retention: Retention::Forever,
+                });
+            }
+        }
+    }
     ensure_topics(&cfg.kafka, &specs)
         .await
         .context("creating topics")?;
@@ -143,7 +156,7 @@ where
             .context("registry client")?
             .with_auto_register(cfg.auto_register_schemas),
     );
-    let tuning = cfg.processor.tuning();
+    let tuning = cfg.processor.tuning(&cfg.saga);
     let rt = tokio::runtime::Handle::current();
     let settings = cfg.kafka.clone();
     tracing::info!(processor = %name, transactional_id = %spec.transactional_id, "starting");

@@ -1,4 +1,6 @@
-//! `streamcart sagas`: the saga reactions and the order deadline timer, until SIGTERM.
+//! `streamcart sagas`: the saga reactions and the order deadline timer, until SIGTERM. With
+//! `saga.reactions = "inline"` the command processors run the reactions, and only the deadline
+//! timer runs here.
 
 use std::sync::Arc;
 
@@ -10,14 +12,14 @@ use streamcart_schemas::codec::Codec;
 use streamcart_schemas::topics::{Context, Topics};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, ReactionsPlacement};
 
 /// Name (and, after the prefix, consumer group) of the saga's reaction loop.
 pub const REACTIONS: &str = "orders.saga.reactions";
 /// Name (and, after the prefix, consumer group) of the saga's deadline loop.
 pub const DEADLINES: &str = "orders.saga.deadlines";
 
-/// Runs both saga loops until SIGTERM / SIGINT; an error in either stops the process.
+/// Runs the saga loops until SIGTERM / SIGINT; an error in either stops the process.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let topics = Topics::with_prefix(cfg.topic_prefix.clone());
     let forever = |name: String| TopicSpec {
@@ -64,7 +66,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         rt.clone(),
         shutdown.clone(),
     );
+    let inline = cfg.saga.reactions == ReactionsPlacement::Inline;
+    if inline {
+        tracing::info!("saga reactions run in the command processors (saga.reactions = inline)");
+    }
     let reactions = tokio::task::spawn_blocking(move || {
+        if inline {
+            return Ok(Default::default());
+        }
         let mut h = ReactionsHandler::new(t, c, r);
         let out = transactional::run(&settings, &reactions_spec, &mut h, &s);
         // One loop failing takes the other down: the process is restarted as a whole.

@@ -1,11 +1,11 @@
 //! Commands as tests and benchmarks send them: the envelope, and the commands a run is seeded
 //! with (products, stock, orders).
 
+use std::time::{Duration, Instant};
 use streamcart_aggregates::catalog::{CreateProduct, ProductCommand};
 use streamcart_aggregates::inventory::{ReceiveStock, StockCommand};
 use streamcart_aggregates::orders::{OrderLineRequest, PlaceOrder};
 use streamcart_aggregates::values::{CustomerId, Money, OrderId, Sku};
-use std::time::{Duration, Instant};
 
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::{CommandEnvelope, WireRecord};

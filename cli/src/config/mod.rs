@@ -67,6 +67,29 @@ pub struct Config {
     pub tracing: TracingConfig,
     /// How the process logs.
     pub log: LogConfig,
+    /// How the saga runs.
+    pub saga: SagaConfig,
+}
+
+/// How the saga runs (docs/saga.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SagaConfig {
+    /// Where the choreography's reactions run: `loop` (the `sagas` role's reaction loop
+    /// consumes every event topic) or `inline` (each command processor reacts to the events
+    /// it appends, in their transaction; the `sagas` role then runs only the deadlines).
+    pub reactions: ReactionsPlacement,
+}
+
+/// Where the saga's reactions run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReactionsPlacement {
+    /// In the `sagas` role's own loop: one more transaction per saga step.
+    #[default]
+    Loop,
+    /// In the command processor that appends the event, in the same transaction.
+    Inline,
 }
 
 /// How the process writes its log (to standard error).
@@ -168,6 +191,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             tracing: TracingConfig::default(),
             log: LogConfig::default(),
+            saga: SagaConfig::default(),
         }
     }
 }
@@ -187,8 +211,8 @@ impl Default for ProcessorConfig {
 }
 
 impl ProcessorConfig {
-    /// The tuning a command processor runs with.
-    pub fn tuning(&self) -> ProcessorTuning {
+    /// The tuning a command processor runs with, under the saga settings `saga`.
+    pub fn tuning(&self, saga: &SagaConfig) -> ProcessorTuning {
         ProcessorTuning {
             snapshots: SnapshotPolicy {
                 every_events: self.snapshot_every_events,
@@ -198,6 +222,7 @@ impl ProcessorConfig {
             restore_timeout: Duration::from_millis(self.restore_timeout_ms),
             forward_misplaced: self.forward_misplaced_commands,
             metadata_timeout: Duration::from_millis(self.metadata_timeout_ms),
+            inline_reactions: saga.reactions == ReactionsPlacement::Inline,
         }
     }
 }
@@ -445,12 +470,13 @@ mod tests {
 
     #[test]
     fn processor_defaults_are_the_processors_own() {
-        let tuning = ProcessorConfig::default().tuning();
+        let tuning = ProcessorConfig::default().tuning(&SagaConfig::default());
         let own = ProcessorTuning::default();
         assert_eq!(tuning.snapshots, own.snapshots);
         assert_eq!(tuning.checkpoint_every_events, own.checkpoint_every_events);
         assert_eq!(tuning.restore_timeout, own.restore_timeout);
         assert_eq!(tuning.forward_misplaced, own.forward_misplaced);
         assert_eq!(tuning.metadata_timeout, own.metadata_timeout);
+        assert_eq!(tuning.inline_reactions, own.inline_reactions);
     }
 }

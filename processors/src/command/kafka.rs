@@ -17,6 +17,10 @@
 //! command is never applied: it is forwarded to its owner partition in the same transaction as
 //! its input offset (key, value and headers unchanged, so it is answered once, by the owner),
 //! or, with forwarding turned off, answered [`COMMAND_MISPLACED`].
+//!
+//! Inline reactions (`saga.reactions = "inline"`): the saga's reactions to each event the
+//! processor appends run in the processor itself, and the commands they emit join the events'
+//! transaction. An order then skips one transactional hop per saga step; see docs/saga.md.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -40,6 +44,7 @@ use streamcart_schemas::topics::Topics;
 use super::table::{AggregateTable, SnapshotPolicy};
 use crate::bindings::Bound;
 use crate::codec::{decode_blocking, decode_failure, encode_blocking};
+use crate::saga::kafka::{CommandWriter, SettledOrders};
 
 /// Snapshot records handed to the decoding thread at a time during a restore.
 const RESTORE_BATCH: usize = 1024;
@@ -83,6 +88,9 @@ pub struct ProcessorTuning {
     pub forward_misplaced: bool,
     /// Longest the partition counts of the aggregate's topics may take to read.
     pub metadata_timeout: Duration,
+    /// Run the saga's reactions to the appended events here, in the events' transaction,
+    /// instead of leaving them to the `sagas` role's reaction loop.
+    pub inline_reactions: bool,
 }
 
 /// The defaults of `[processor]` in the binary's configuration come from here.
@@ -94,6 +102,7 @@ impl Default for ProcessorTuning {
             restore_timeout: Duration::from_secs(120),
             forward_misplaced: true,
             metadata_timeout: Duration::from_secs(30),
+            inline_reactions: false,
         }
     }
 }
@@ -142,6 +151,10 @@ where
     events_topic: Arc<str>,
     results_topic: Arc<str>,
     snapshots_topic: Arc<str>,
+    /// Encodes the saga's commands, when the reactions run inline.
+    reactions: Option<CommandWriter>,
+    /// Orders the inline reactions saw end, counted on commit.
+    settled: SettledOrders,
 }
 
 impl<A: Bound> std::fmt::Debug for CommandHandler<A>
@@ -222,7 +235,14 @@ where
         ctx: Arc<A::Context>,
         tuning: ProcessorTuning,
     ) -> Self {
+        let reactions = tuning.inline_reactions.then(|| CommandWriter {
+            topics: topics.clone(),
+            codec: codec.clone(),
+            rt: rt.clone(),
+        });
         Self {
+            reactions,
+            settled: SettledOrders::default(),
             commands_topic: topics.commands(A::CONTEXT).into(),
             events_topic: topics.events(A::CONTEXT).into(),
             results_topic: topics.command_results().into(),
@@ -674,6 +694,12 @@ where
             r.partition = Some(record.partition);
             r.headers = vec![(headers::CONTENT_TYPE.into(), content_type.into())];
             out.push(r);
+            if let Some(w) = &self.reactions {
+                self.settled.note(A::settled(&event.payload));
+                for c in A::react(event) {
+                    out.push(w.record(&c)?);
+                }
+            }
         }
         out.push(self.result_record(&decided.result)?);
         Ok(())
@@ -754,6 +780,7 @@ where
             part.table.seal();
             part.sealed_since_checkpoint = part.events_since_checkpoint;
         }
+        self.settled.seal();
     }
 
     fn on_commit(&mut self) {
@@ -761,6 +788,7 @@ where
             part.table.commit_sealed();
             part.committed = (part.last_event_offset, part.sealed_since_checkpoint);
         }
+        self.settled.commit();
     }
 
     fn on_abort(&mut self) {
@@ -768,6 +796,7 @@ where
             part.table.rollback();
             (part.last_event_offset, part.events_since_checkpoint) = part.committed;
         }
+        self.settled.abort();
     }
 }
 

@@ -34,11 +34,12 @@ fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// Encodes commands for their topics; shared by both saga handlers.
-struct CommandWriter {
-    topics: Topics,
-    codec: Arc<Codec>,
-    rt: tokio::runtime::Handle,
+/// Encodes commands for their topics; shared by both saga handlers and by command processors
+/// that run the reactions inline.
+pub(crate) struct CommandWriter {
+    pub(crate) topics: Topics,
+    pub(crate) codec: Arc<Codec>,
+    pub(crate) rt: tokio::runtime::Handle,
 }
 
 impl CommandWriter {
@@ -48,7 +49,7 @@ impl CommandWriter {
 
     /// The record of `command`; the runtime gives it the `traceparent` of the span that
     /// decided it.
-    fn record(&self, command: &SagaCommand) -> Result<OutRecord, HandleError> {
+    pub(crate) fn record(&self, command: &SagaCommand) -> Result<OutRecord, HandleError> {
         let (context, bytes) = match command {
             SagaCommand::Stock(c) => (Context::Inventory, self.encode(c)?),
             SagaCommand::Order(c) => (Context::Orders, self.encode(c)?),
@@ -70,14 +71,46 @@ impl CommandWriter {
 /// Runs every saga reaction on the events it consumes.
 pub struct ReactionsHandler {
     writer: CommandWriter,
-    /// Orders settled by events handled since the last seal, and in the sealed batch: counted
-    /// once their batch commits, so a batch handled again after an abort counts once.
-    settled_open: Vec<(&'static str, &'static str)>,
-    settled_sealed: Vec<(&'static str, &'static str)>,
+    settled: SettledOrders,
+}
+
+/// Orders settled by the events of the open batch and of the sealed one, counted in
+/// `streamcart_saga_orders_settled_total` once their batch commits, so that a batch handled
+/// again after an abort counts once.
+#[derive(Debug, Default)]
+pub(crate) struct SettledOrders {
+    open: Vec<(&'static str, &'static str)>,
+    sealed: Vec<(&'static str, &'static str)>,
+}
+
+impl SettledOrders {
+    /// Notes an order ending in the open batch.
+    pub(crate) fn note(&mut self, outcome: Option<(&'static str, &'static str)>) {
+        self.open.extend(outcome);
+    }
+
+    /// The open batch was sealed.
+    pub(crate) fn seal(&mut self) {
+        self.sealed.append(&mut self.open);
+    }
+
+    /// The sealed batch committed: its orders are counted.
+    pub(crate) fn commit(&mut self) {
+        let counter = settled_counter();
+        for (outcome, reason) in self.sealed.drain(..) {
+            counter.with_label_values(&[outcome, reason]).inc();
+        }
+    }
+
+    /// Both batches were rolled back.
+    pub(crate) fn abort(&mut self) {
+        self.open.clear();
+        self.sealed.clear();
+    }
 }
 
 /// How an order ended, as `(outcome, reason)` labels, for a terminal order event.
-fn settled(event: &OrderEvent) -> Option<(&'static str, &'static str)> {
+pub(crate) fn settled(event: &OrderEvent) -> Option<(&'static str, &'static str)> {
     match event {
         OrderEvent::OrderConfirmed(_) => Some(("confirmed", "")),
         OrderEvent::OrderExpired(_) => Some(("expired", "deadline")),
@@ -126,8 +159,7 @@ impl ReactionsHandler {
     pub fn new(topics: Topics, codec: Arc<Codec>, rt: tokio::runtime::Handle) -> Self {
         Self {
             writer: CommandWriter { topics, codec, rt },
-            settled_open: Vec::new(),
-            settled_sealed: Vec::new(),
+            settled: SettledOrders::default(),
         }
     }
 
@@ -169,9 +201,7 @@ impl TxnHandler for ReactionsHandler {
             Some(Stream::Aggregate(Context::Orders, StreamKind::Events)) => {
                 let e: EventEnvelope<OrderEvent> =
                     decode_blocking(&w.rt, &w.codec, bytes).map_err(decode_failure)?;
-                if let Some(outcome) = settled(&e.payload) {
-                    self.settled_open.push(outcome);
-                }
+                self.settled.note(settled(&e.payload));
                 react_to_order_event(&e)
             }
             Some(Stream::Aggregate(Context::Inventory, StreamKind::Events)) => {
@@ -196,19 +226,15 @@ impl TxnHandler for ReactionsHandler {
     }
 
     fn on_seal(&mut self) {
-        self.settled_sealed.append(&mut self.settled_open);
+        self.settled.seal();
     }
 
     fn on_commit(&mut self) {
-        let counter = settled_counter();
-        for (outcome, reason) in self.settled_sealed.drain(..) {
-            counter.with_label_values(&[outcome, reason]).inc();
-        }
+        self.settled.commit();
     }
 
     fn on_abort(&mut self) {
-        self.settled_open.clear();
-        self.settled_sealed.clear();
+        self.settled.abort();
     }
 }
 
