@@ -115,7 +115,21 @@ impl Edge {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        self.call_at(&self.base, method, path, token, body, headers)
+            .await
+    }
+
+    /// Like [`Edge::call`], to the edge at `base`.
+    async fn call_at(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut request = self.http.request(method, format!("{base}{path}"));
         if let Some(t) = token {
             request = request.bearer_auth(t);
         }
@@ -131,6 +145,27 @@ impl Edge {
         let text = response.text().await.expect("body");
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, headers, value)
+    }
+
+    /// Starts another `streamcart serve` over the same world; it and its address once its
+    /// `/health` answers 200.
+    async fn another(&self, log: &str) -> (Child, String) {
+        let port = support::free_port();
+        let child = self.world.spawn_with(&["serve"], &edge_env(port, &[]), log);
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.http.get(format!("{base}/health")).send().await
+                && r.status() == StatusCode::OK
+            {
+                return (child, base);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the second edge never became healthy"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -1219,20 +1254,66 @@ async fn redis_scylla_and_kafka_outages_degrade_without_hanging() {
         );
         assert!(started.elapsed() < Duration::from_secs(5), "{path} hung");
     }
+    // An edge (re)started while ScyllaDB is down serves at once: commands, cached products, a
+    // 503 for the rest, and its health says which store is missing.
+    let (_late_edge, late) = edge.another("serve-late").await;
+    let (_, _, health) = edge
+        .call_at(&late, Method::GET, "/health", None, None, &[])
+        .await;
+    assert_eq!(health["scylla"], json!("down"), "{health}");
+    assert_eq!(health["redis"], json!("up"), "{health}");
+    let (status, _, body) = edge
+        .call_at(
+            &late,
+            Method::GET,
+            &format!("/v1/products/{sku}"),
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "cached product not served: {body}");
+    assert_eq!(body["sku"], json!(sku));
+    let (status, _, body) = edge
+        .call_at(
+            &late,
+            Method::POST,
+            &format!("/v1/products/{sku}/rename"),
+            Some(&admin),
+            Some(json!({"name": "Book, while the store is down"})),
+            &[],
+        )
+        .await;
+    assert!(
+        status == StatusCode::OK || status == StatusCode::ACCEPTED,
+        "a command refused by an edge started without ScyllaDB: {status} {body}"
+    );
+    let order_path = format!("/v1/orders/{order_id}");
+    let (status, _, body) = edge
+        .call_at(&late, Method::GET, &order_path, Some(&dave), None, &[])
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "read_model_unavailable",
+    );
     tokio::task::block_in_place(|| support::stack(&["start", "cassandra"]));
     let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (status, _) = edge
-            .get(&format!("/v1/orders/{order_id}"), Some(&dave))
-            .await;
-        if status == StatusCode::OK {
-            break;
+    for base in [edge.base.clone(), late] {
+        loop {
+            let (status, _, _) = edge
+                .call_at(&base, Method::GET, &order_path, Some(&dave), None, &[])
+                .await;
+            if status == StatusCode::OK {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "orders never readable at {base} after ScyllaDB came back"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        assert!(
-            Instant::now() < deadline,
-            "orders never readable after ScyllaDB came back"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
     // Kafka down: commands are refused with 503 within a bound, never hung; reads go on.

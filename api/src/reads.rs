@@ -36,6 +36,8 @@ use streamcart_kafka_runtime::telemetry::WorkSpan;
 const CACHE_BACKOFF: Duration = Duration::from_secs(1);
 /// How often a read-your-writes wait re-reads the store.
 const VERSION_POLL: Duration = Duration::from_millis(20);
+/// How long one attempt to connect the read-model store may take before it is tried again.
+const STORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the active generations are re-checked.
 const GENERATION_REFRESH: Duration = Duration::from_secs(5);
 
@@ -62,20 +64,40 @@ impl From<StoreFailure> for ApiError {
 
 type ProductLoad = Result<Option<ProductRow>, StoreFailure>;
 
-/// The stores of the three read models, each at its projection's active generation.
+/// The stores of the three read models, each at its projection's active generation, and the
+/// store they were opened from.
 #[derive(Debug)]
 struct Generations<S> {
+    base: S,
     products: RwLock<Arc<S>>,
     stock: RwLock<Arc<S>>,
     orders: RwLock<Arc<S>>,
 }
 
+/// Which read model a call reads.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Products,
+    Stock,
+    Orders,
+}
+
+impl<S> Generations<S> {
+    fn slot(&self, table: Table) -> &RwLock<Arc<S>> {
+        match table {
+            Table::Products => &self.products,
+            Table::Stock => &self.stock,
+            Table::Orders => &self.orders,
+        }
+    }
+}
+
 /// Everything a query handler reads: the read-model tables `S`, fronted for products by the
-/// cache `C`.
+/// cache `C`. Both may connect after the edge starts serving: until the tables do, cached
+/// products are still answered and every other read is a 503.
 #[derive(Debug)]
 pub struct ReadModels<S, C> {
-    base: S,
-    stores: Generations<S>,
+    stores: RwLock<Option<Arc<Generations<S>>>>,
     // Behind an Arc because every read takes a handle, and cloning the cache itself may be
     // costly (the Redis one copies its scripts).
     cache: RwLock<Option<Arc<C>>>,
@@ -116,6 +138,58 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
         F: Fn() -> Fut + Send + 'static,
         Fut: Future<Output = Result<C, CacheError>> + Send + 'static,
     {
+        let models = Self::unconnected(config, metrics);
+        models.install(store, shutdown.clone()).await?;
+        tokio::spawn(Arc::clone(&models).connect_cache(connect_cache, shutdown));
+        Ok(models)
+    }
+
+    /// Read models that answer at once, connecting the tables with `connect_store` and the cache
+    /// with `connect_cache` in the background, each retried while it fails transiently. The
+    /// returned future ends when the tables are connected (or at `shutdown`), or with the first
+    /// error that retrying cannot mend; the caller decides what that error stops.
+    pub fn open_connecting<G, GFut, F, Fut>(
+        connect_store: G,
+        connect_cache: F,
+        config: &ApiConfig,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> (
+        Arc<Self>,
+        impl Future<Output = Result<(), StoreError>> + Send + 'static,
+    )
+    where
+        G: Fn() -> GFut + Send + Sync + 'static,
+        GFut: Future<Output = Result<S, StoreError>> + Send + 'static,
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<C, CacheError>> + Send + 'static,
+    {
+        let models = Self::unconnected(config, metrics);
+        tokio::spawn(Arc::clone(&models).connect_cache(connect_cache, shutdown.clone()));
+        let connecting = Arc::clone(&models).connect_store(connect_store, shutdown);
+        (models, connecting)
+    }
+
+    fn unconnected(config: &ApiConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            stores: RwLock::new(None),
+            cache: RwLock::new(None),
+            cache_resting_until: Mutex::new(None),
+            flights: Arc::new(SingleFlight::default()),
+            store_timeout: config.store_timeout(),
+            cache_timeout: config.cache_timeout(),
+            negative_ttl: config.negative_cache_ttl(),
+            version_wait: config.read_your_writes_timeout(),
+            metrics,
+        })
+    }
+
+    /// Opens each projection's active generation over `store` and starts following switches.
+    async fn install(
+        self: &Arc<Self>,
+        store: S,
+        shutdown: CancellationToken,
+    ) -> Result<(), StoreError> {
         let at = |name: &'static str| {
             let store = store.clone();
             async move {
@@ -125,26 +199,57 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
                 )))
             }
         };
-        let stores = Generations {
+        let generations = Generations {
             products: at(Products::NAME).await?,
             stock: at(Stocks::NAME).await?,
             orders: at(Orders::NAME).await?,
-        };
-        let models = Arc::new(Self {
             base: store,
-            stores,
-            cache: RwLock::new(None),
-            cache_resting_until: Mutex::new(None),
-            flights: Arc::new(SingleFlight::default()),
-            store_timeout: config.store_timeout(),
-            cache_timeout: config.cache_timeout(),
-            negative_ttl: config.negative_cache_ttl(),
-            version_wait: config.read_your_writes_timeout(),
-            metrics,
-        });
-        tokio::spawn(Arc::clone(&models).connect_cache(connect_cache, shutdown.clone()));
-        tokio::spawn(Arc::clone(&models).follow_generations(shutdown));
-        Ok(models)
+        };
+        let generations = Arc::new(generations);
+        write(&self.stores, Some(Arc::clone(&generations)));
+        tokio::spawn(follow_generations(
+            generations,
+            self.store_timeout,
+            shutdown,
+        ));
+        Ok(())
+    }
+
+    async fn connect_store<G, GFut>(
+        self: Arc<Self>,
+        connect: G,
+        shutdown: CancellationToken,
+    ) -> Result<(), StoreError>
+    where
+        G: Fn() -> GFut,
+        GFut: Future<Output = Result<S, StoreError>>,
+    {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let attempt = async {
+                let store = connect().await?;
+                self.install(store, shutdown.clone()).await
+            };
+            let attempt = tokio::time::timeout(STORE_CONNECT_TIMEOUT, attempt);
+            let failure = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                result = attempt => match result {
+                    Ok(Ok(())) => {
+                        tracing::info!("read-model store connected");
+                        return Ok(());
+                    }
+                    Ok(Err(e)) if e.is_transient() => e.to_string(),
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => format!("no answer within {} s", STORE_CONNECT_TIMEOUT.as_secs()),
+                },
+            };
+            tracing::warn!(error = %failure, "read-model store unavailable; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
     }
 
     async fn connect_cache<F, Fut>(self: Arc<Self>, connect: F, shutdown: CancellationToken)
@@ -166,39 +271,6 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
-        }
-    }
-
-    async fn follow_generations(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(GENERATION_REFRESH) => {}
-            }
-            for (name, slot) in [
-                (Products::NAME, &self.stores.products),
-                (Stocks::NAME, &self.stores.stock),
-                (Orders::NAME, &self.stores.orders),
-            ] {
-                let Ok(Ok(active)) =
-                    tokio::time::timeout(self.store_timeout, self.base.active_generation(name))
-                        .await
-                else {
-                    continue;
-                };
-                if read(slot).generation() == active {
-                    continue;
-                }
-                match self.base.with_generation(active).await {
-                    Ok(store) => {
-                        tracing::info!(projection = name, generation = active, "readers switched");
-                        write(slot, Arc::new(store));
-                    }
-                    Err(e) => {
-                        tracing::warn!(projection = name, error = %e, "generation switch failed")
-                    }
-                }
             }
         }
     }
@@ -235,6 +307,20 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
             Err(_) => {
                 self.cache_failed(what, "timed out".into());
                 None
+            }
+        }
+    }
+
+    /// The tables of `table` at their active generation, or why there are none yet.
+    fn tables(&self, table: Table) -> Result<Arc<S>, StoreFailure> {
+        match read(&self.stores) {
+            Some(generations) => Ok(read(generations.slot(table))),
+            None => {
+                bump(&self.metrics.store_failures);
+                Err(StoreFailure {
+                    transient: true,
+                    reason: "not connected yet".into(),
+                })
             }
         }
     }
@@ -313,7 +399,7 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
         );
         let load = async move {
             bump(&this.metrics.product_store_loads);
-            let store = read(&this.stores.products);
+            let store = this.tables(Table::Products)?;
             let found = this.stored(store.product(&owned)).await;
             if let Err(e) = &found {
                 span.fail(&e.reason);
@@ -349,7 +435,7 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
         after_sku: Option<&str>,
         limit: u32,
     ) -> Result<Page<ProductRow, String>, ApiError> {
-        let store = read(&self.stores.products);
+        let store = self.tables(Table::Products)?;
         Ok(self
             .stored(store.products_by_category(category, after_sku, limit))
             .await?)
@@ -366,7 +452,7 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
             self.version_wait,
             |r: &StockRow| r.version,
             || async {
-                let store = read(&self.stores.stock);
+                let store = self.tables(Table::Stock)?;
                 self.stored(store.stock(sku)).await.map_err(ApiError::from)
             },
         )
@@ -384,7 +470,7 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
             self.version_wait,
             |r: &OrderRow| r.version,
             || async {
-                let store = read(&self.stores.orders);
+                let store = self.tables(Table::Orders)?;
                 self.stored(store.order(order_id))
                     .await
                     .map_err(ApiError::from)
@@ -400,7 +486,7 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
         before: Option<&OrderCursor>,
         limit: u32,
     ) -> Result<Page<OrderRow, OrderCursor>, ApiError> {
-        let store = read(&self.stores.orders);
+        let store = self.tables(Table::Orders)?;
         Ok(self
             .stored(store.orders_by_customer(customer_id, before, limit))
             .await?)
@@ -408,10 +494,15 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
 
     /// Whether ScyllaDB and Redis answer now, for `/health`.
     pub async fn probe(self: &Arc<Self>) -> (bool, bool) {
-        let store = read(&self.stores.products);
-        let scylla = tokio::time::timeout(self.store_timeout, store.product("health-probe"))
-            .await
-            .is_ok_and(|r| r.is_ok());
+        let scylla = match read(&self.stores) {
+            Some(generations) => {
+                let store = read(&generations.products);
+                tokio::time::timeout(self.store_timeout, store.product("health-probe"))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+            None => false,
+        };
         let redis = match read(&self.cache) {
             Some(cache) => tokio::time::timeout(self.cache_timeout, cache.lookup("health-probe"))
                 .await
@@ -419,6 +510,42 @@ impl<S: ReadModelStore, C: ProductCacheReads> ReadModels<S, C> {
             None => false,
         };
         (scylla, redis)
+    }
+}
+
+/// Re-checks every few seconds which generation each projection's readers are switched to.
+async fn follow_generations<S: ReadModelStore>(
+    generations: Arc<Generations<S>>,
+    store_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(GENERATION_REFRESH) => {}
+        }
+        for (name, table) in [
+            (Products::NAME, Table::Products),
+            (Stocks::NAME, Table::Stock),
+            (Orders::NAME, Table::Orders),
+        ] {
+            let slot = generations.slot(table);
+            let Ok(Ok(active)) =
+                tokio::time::timeout(store_timeout, generations.base.active_generation(name)).await
+            else {
+                continue;
+            };
+            if read(slot).generation() == active {
+                continue;
+            }
+            match generations.base.with_generation(active).await {
+                Ok(store) => {
+                    tracing::info!(projection = name, generation = active, "readers switched");
+                    write(slot, Arc::new(store));
+                }
+                Err(e) => tracing::warn!(projection = name, error = %e, "generation switch failed"),
+            }
+        }
     }
 }
 
@@ -653,6 +780,93 @@ mod tests {
         }
         assert_eq!(store.product_reads.load(Ordering::SeqCst), 1);
         assert_eq!(metrics.product_negative_hits.get(), 2);
+    }
+
+    #[tokio::test]
+    async fn before_the_store_connects_cached_products_are_served_and_other_reads_are_503() {
+        let store = MemoryStore::default();
+        store
+            .products
+            .lock()
+            .expect("lock")
+            .insert("SKU-2".into(), row("SKU-2", 1));
+        let cache = MemoryCache::default();
+        cache
+            .entries
+            .lock()
+            .expect("lock")
+            .insert("SKU-1".into(), Some(row("SKU-1", 4)));
+        let attempts = Arc::new(AtomicU64::new(0));
+        let (tried, reachable) = (Arc::clone(&attempts), store.clone());
+        let metrics = Arc::new(Metrics::default());
+        let (models, connecting) = ReadModels::open_connecting(
+            move || {
+                let (tried, store) = (Arc::clone(&tried), reachable.clone());
+                async move {
+                    // Unreachable for the first three attempts, like a store still starting.
+                    if tried.fetch_add(1, Ordering::SeqCst) < 3 {
+                        Err(StoreError::Execute(Box::new(
+                            scylla::errors::ExecutionError::EmptyPlan,
+                        )))
+                    } else {
+                        Ok(store)
+                    }
+                }
+            },
+            move || {
+                let cache = cache.clone();
+                async move { Ok(cache) }
+            },
+            &ApiConfig::default(),
+            Arc::clone(&metrics),
+            CancellationToken::new(),
+        );
+        while models.usable_cache().is_none() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let cached = models
+            .product("SKU-1", None)
+            .await
+            .expect("served from the cache");
+        assert_eq!(cached, Some(row("SKU-1", 4)));
+        match models.stock("SKU-1", None).await {
+            Err(ApiError::Unavailable { code, .. }) => assert_eq!(code, "read_model_unavailable"),
+            other => panic!("expected a 503 before the store connects, got {other:?}"),
+        }
+        assert_eq!(models.probe().await, (false, true));
+        tokio::time::timeout(Duration::from_secs(10), connecting)
+            .await
+            .expect("connects within the bound")
+            .expect("connects");
+        assert_eq!(attempts.load(Ordering::SeqCst), 4);
+        let loaded = models
+            .product("SKU-2", None)
+            .await
+            .expect("reads the store");
+        assert_eq!(loaded, Some(row("SKU-2", 1)));
+        assert_eq!(models.probe().await, (true, true));
+    }
+
+    #[tokio::test]
+    async fn a_store_error_retrying_cannot_mend_ends_the_connection_attempts() {
+        let (_models, connecting) = ReadModels::<MemoryStore, MemoryCache>::open_connecting(
+            || async {
+                Err(StoreError::InvalidName {
+                    kind: "keyspace",
+                    value: "bad name".into(),
+                    expected: "letters, digits and underscores",
+                })
+            },
+            || async { Ok(MemoryCache::default()) },
+            &ApiConfig::default(),
+            Arc::new(Metrics::default()),
+            CancellationToken::new(),
+        );
+        let err = tokio::time::timeout(Duration::from_secs(5), connecting)
+            .await
+            .expect("ends at once")
+            .expect_err("not retried");
+        assert!(matches!(err, StoreError::InvalidName { .. }), "{err:?}");
     }
 
     #[tokio::test]

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
-/// How long start-up waits for the read-model store before giving up.
-const STORE_PATIENCE: Duration = Duration::from_secs(90);
+/// How long start-up waits for the read-model store before serving without it.
+const STORE_START_WAIT: Duration = Duration::from_secs(20);
 
 /// Runs the edge until `shutdown`.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -46,7 +46,6 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             .context("registry client")?
             .with_auto_register(cfg.auto_register_schemas),
     );
-    let store = connect_store(&cfg, &shutdown).await?;
     let metrics = Metrics::shared();
     let cache_options = CacheOptions::for_topic_prefix(&cfg.topic_prefix);
     let redis_url = cfg.redis_url.clone();
@@ -54,15 +53,36 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         let (url, options) = (redis_url.clone(), cache_options.clone());
         async move { ProductCache::connect(&url, options).await }
     };
-    let reads = EdgeReads::open(
-        store,
+    let (nodes, keyspace) = (cfg.cassandra_nodes.clone(), cfg.keyspace.clone());
+    let connect_store = move || {
+        let (nodes, keyspace) = (nodes.clone(), keyspace.clone());
+        async move { CassandraStore::connect(&nodes, &keyspace).await }
+    };
+    // Commands and cached products do not need ScyllaDB, so an edge (re)started while it is
+    // unreachable serves them rather than failing the role.
+    let (reads, connecting) = EdgeReads::open_connecting(
+        connect_store,
         connect_cache,
         &cfg.api,
         Arc::clone(&metrics),
         shutdown.clone(),
-    )
-    .await
-    .context("opening the read models")?;
+    );
+    // A store that is merely starting is waited for, so a normal start serves every read from
+    // its first request; one still unreachable after that is connected in the background.
+    let mut connecting = tokio::spawn(connecting);
+    let mut connecting = match tokio::time::timeout(STORE_START_WAIT, &mut connecting).await {
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(e))) => return Err(e).context("connecting to the read-model store"),
+        Ok(Err(e)) => return Err(e).context("connecting to the read-model store"),
+        Err(_) => {
+            tracing::warn!(
+                waited_s = STORE_START_WAIT.as_secs(),
+                "read-model store still unreachable; serving commands and cached products \
+                 while it connects"
+            );
+            Some(connecting)
+        }
+    };
     let gateway = Gateway::start(
         &cfg.kafka,
         codec,
@@ -85,31 +105,27 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         metrics,
         config: Arc::new(cfg.api.clone()),
     };
-    server::serve(state, &cfg.api, shutdown)
-        .await
-        .context("HTTP server")?;
+    // Only an error that retrying cannot mend (a bad keyspace name, say) ends the store's
+    // connection attempts early; it stops the edge.
+    let store_refused = async {
+        match connecting.as_mut() {
+            Some(handle) => match handle.await {
+                Ok(Err(e)) => anyhow::Error::new(e),
+                Err(e) => anyhow::Error::new(e),
+                Ok(Ok(())) => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server::serve(state, &cfg.api, shutdown.clone()) => served.context("HTTP server")?,
+        e = store_refused => {
+            shutdown.cancel();
+            return Err(e).context("connecting to the read-model store");
+        }
+    }
     let flushed = tokio::task::spawn_blocking(move || gateway.flush(Duration::from_secs(5)));
     let _ = flushed.await;
     tracing::info!("edge stopped");
     Ok(())
-}
-
-async fn connect_store(
-    cfg: &Config,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<CassandraStore> {
-    let started = std::time::Instant::now();
-    loop {
-        match CassandraStore::connect(&cfg.cassandra_nodes, &cfg.keyspace).await {
-            Ok(store) => return Ok(store),
-            Err(e) if e.is_transient() && started.elapsed() < STORE_PATIENCE => {
-                tracing::warn!(error = %e, "read-model store unavailable; retrying");
-            }
-            Err(e) => return Err(e).context("connecting to the read-model store"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => anyhow::bail!("shut down while waiting for the store"),
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
 }
