@@ -561,52 +561,90 @@ async fn with_forwarding_off_a_misplaced_command_is_rejected_and_changes_nothing
     assert!(processor.terminate(Duration::from_secs(30)));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_processor_refuses_topics_that_are_not_co_partitioned() {
-    let prefix = format!("{}.", support::unique("compat_copart"));
-    let topics = Topics::with_prefix(prefix.clone());
-    let ctx = Context::Inventory;
-    support::create_topics(&[&topics.commands(ctx), &topics.snapshots(ctx)], PARTITIONS).await;
-    support::create_topics(&[&topics.events(ctx)], PARTITIONS + 2).await;
-    let mut processor = support::spawn_streamcart(
-        &["process", "stock"],
-        &[
-            ("STREAMCART_TOPIC_PREFIX", prefix.clone()),
-            ("STREAMCART_PARTITIONS", PARTITIONS.to_string()),
-        ],
-        &format!("{prefix}copart"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Starts the stock processor on the namespace `prefix` with `env`, waits (bounded) until it
+/// exits, asserts it failed, and returns its log.
+async fn refused_start(prefix: &str, env: &[(&str, String)], log_name: &str) -> String {
+    let mut vars = vec![
+        ("STREAMCART_TOPIC_PREFIX", prefix.to_owned()),
+        ("STREAMCART_PARTITIONS", PARTITIONS.to_string()),
+    ];
+    vars.extend(env.iter().cloned());
+    let mut processor = support::spawn_streamcart(&["process", "stock"], &vars, log_name);
+    let deadline = Instant::now() + Duration::from_secs(90);
     let status = loop {
         if let Some(status) = processor.0.try_wait().expect("wait") {
             break status;
         }
         assert!(
             Instant::now() < deadline,
-            "the processor kept running on topics that are not co-partitioned"
+            "the processor kept running on topics that differ from its configuration ({log_name})"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(!status.success());
-    let log = std::fs::read_to_string(
-        support::streamcart_bin()
-            .parent()
-            .expect("dir")
-            .join("test-logs")
-            .join(format!("{prefix}copart.log")),
-    )
-    .expect("log");
-    for part in [
-        format!("{}: {PARTITIONS}", topics.commands(ctx)),
-        format!("{}: {}", topics.events(ctx), PARTITIONS + 2),
-        format!("{}: {PARTITIONS}", topics.snapshots(ctx)),
-    ] {
-        assert!(log.contains(&part), "{part:?} not named in the log:\n{log}");
-    }
+    assert!(!status.success(), "{log_name}: exited with success");
+    std::fs::read_to_string(support::log_path(log_name)).expect("log")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_processor_refuses_topics_that_differ_from_its_configuration() {
+    let ctx = Context::Inventory;
+
+    // A partition count other than `partitions`: keys would land on other partitions than the
+    // peers' (and than a client's murmur2) expect.
+    let prefix = format!("{}.", support::unique("compat_parts"));
+    let topics = Topics::with_prefix(prefix.clone());
+    support::create_topics(&[&topics.commands(ctx), &topics.snapshots(ctx)], PARTITIONS).await;
+    support::create_topics(&[&topics.events(ctx)], PARTITIONS + 2).await;
+    let log = refused_start(&prefix, &[], &format!("{prefix}parts")).await;
+    let wanted = format!(
+        "topic {} has {} partitions, the configuration asks for {PARTITIONS}",
+        topics.events(ctx),
+        PARTITIONS + 2
+    );
+    assert!(log.contains(&wanted), "{wanted:?} not in the log:\n{log}");
     assert!(
         !log.contains("partitions assigned"),
         "it joined the group before checking"
     );
+
+    // Weaker (or stronger) durability than asked for: min.insync.replicas differs.
+    let prefix = format!("{}.", support::unique("compat_isr"));
+    let topics = Topics::with_prefix(prefix.clone());
+    support::create_topics_with(
+        &[&topics.commands(ctx)],
+        PARTITIONS,
+        &[("min.insync.replicas", "2")],
+    )
+    .await;
+    let log = refused_start(&prefix, &[], &format!("{prefix}isr")).await;
+    let wanted = format!(
+        "topic {} has min.insync.replicas 2, the configuration asks for 1 \
+         (`kafka.topics.commands.min_insync_replicas`)",
+        topics.commands(ctx)
+    );
+    assert!(log.contains(&wanted), "{wanted:?} not in the log:\n{log}");
+
+    // A replication factor other than the class's: here the snapshots exist with one replica
+    // and the configuration asks for two.
+    let prefix = format!("{}.", support::unique("compat_rf"));
+    let topics = Topics::with_prefix(prefix.clone());
+    let snapshots: Vec<String> = Context::ALL.iter().map(|c| topics.snapshots(*c)).collect();
+    let snapshots: Vec<&str> = snapshots.iter().map(String::as_str).collect();
+    support::create_topics(&snapshots, PARTITIONS).await;
+    let log = refused_start(
+        &prefix,
+        &[(
+            "STREAMCART_KAFKA__TOPICS__SNAPSHOTS__REPLICATION_FACTOR",
+            "2".to_owned(),
+        )],
+        &format!("{prefix}rf"),
+    )
+    .await;
+    let wanted = format!(
+        "topic {} has replication factor 1, the configuration asks for 2",
+        topics.snapshots(ctx)
+    );
+    assert!(log.contains(&wanted), "{wanted:?} not in the log:\n{log}");
 }
 
 /// A W3C `traceparent` as a client of any language writes it.

@@ -7,7 +7,7 @@ use streamcart_aggregates::orders::Order;
 use streamcart_aggregates::orders::PriceBook;
 use streamcart_aggregates::payments::{Payment, PaymentPolicy};
 use streamcart_aggregates::{Product, Stock};
-use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
+use streamcart_kafka_runtime::admin::{TopicClass, TopicSpec, ensure_topics};
 use streamcart_kafka_runtime::transactional;
 use streamcart_processors::bindings::Bound;
 use streamcart_processors::command::catalog_copy::{SharedCatalog, follow_catalog};
@@ -78,21 +78,12 @@ pub fn topic_specs(
     partitions: i32,
     dlq: &str,
 ) -> Vec<TopicSpec> {
-    let forever = |name: String| TopicSpec {
-        name,
-        partitions,
-        retention: Retention::Forever,
-    };
     vec![
-        forever(topics.commands(ctx)),
-        forever(topics.events(ctx)),
-        TopicSpec {
-            name: topics.snapshots(ctx),
-            partitions,
-            retention: Retention::Compacted,
-        },
-        forever(topics.command_results()),
-        forever(dlq.to_owned()),
+        TopicSpec::new(topics.commands(ctx), partitions, TopicClass::Commands),
+        TopicSpec::new(topics.events(ctx), partitions, TopicClass::Events),
+        TopicSpec::new(topics.snapshots(ctx), partitions, TopicClass::Snapshots),
+        TopicSpec::new(topics.command_results(), partitions, TopicClass::Results),
+        TopicSpec::new(dlq, partitions, TopicClass::DeadLetters),
     ]
 }
 
@@ -129,22 +120,18 @@ where
     let mut specs = topic_specs(&topics, A::CONTEXT, cfg.partitions, &spec.dlq_topic);
     if A::CONTEXT == Context::Orders {
         // The order processor reads the catalog events for its local price copy.
-        specs.push(TopicSpec {
-            name: topics.events(Context::Catalog),
-            partitions: cfg.partitions,
-            retention: Retention::Forever,
-        });
+        specs.push(TopicSpec::new(
+            topics.events(Context::Catalog),
+            cfg.partitions,
+            TopicClass::Events,
+        ));
     }
     if cfg.saga.reactions == ReactionsPlacement::Inline {
         // The reactions write the other contexts' commands.
         for ctx in [Context::Inventory, Context::Orders, Context::Payments] {
             let name = topics.commands(ctx);
             if !specs.iter().any(|s| s.name == name) {
-                specs.push(TopicSpec {
-                    name,
-                    partitions: cfg.partitions,
-                    retention: Retention::Forever,
-                });
+                specs.push(TopicSpec::new(name, cfg.partitions, TopicClass::Commands));
             }
         }
     }

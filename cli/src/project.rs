@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
-use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
+use streamcart_kafka_runtime::admin::{TopicClass, TopicSpec, ensure_topics};
 use streamcart_projectors::runner::{self, ProjectorDeps, ProjectorOptions};
 use streamcart_projectors::{
     CacheOptions, CassandraStore, Orders, ProductCache, Products, Projection, Stocks,
@@ -45,24 +45,16 @@ impl ProjectionKind {
 
 async fn deps(cfg: &Config, with_cache: bool) -> anyhow::Result<ProjectorDeps> {
     let topics = Topics::with_prefix(cfg.topic_prefix.clone());
-    let forever = |name: String| TopicSpec {
-        name,
-        partitions: cfg.partitions,
-        retention: Retention::Forever,
-    };
-    let compacted = |name: String| TopicSpec {
-        name,
-        partitions: cfg.partitions,
-        retention: Retention::Compacted,
-    };
+    let spec = |name: String, class| TopicSpec::new(name, cfg.partitions, class);
     let mut specs = Vec::new();
     for ctx in [Context::Catalog, Context::Inventory, Context::Orders] {
-        specs.push(forever(topics.events(ctx)));
+        specs.push(spec(topics.events(ctx), TopicClass::Events));
     }
-    specs.push(compacted(topics.order_summary()));
-    specs.push(compacted(topics.product_summary()));
+    specs.push(spec(topics.order_summary(), TopicClass::Summaries));
+    specs.push(spec(topics.product_summary(), TopicClass::Summaries));
     for name in ProjectionKind::ALL {
-        specs.push(forever(topics.dlq(&format!("projector.{}", name.name()))));
+        let dlq = topics.dlq(&format!("projector.{}", name.name()));
+        specs.push(spec(dlq, TopicClass::DeadLetters));
     }
     ensure_topics(&cfg.kafka, &specs)
         .await

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
+use streamcart_kafka_runtime::admin::{TopicClass, TopicSpec, ensure_topics};
 use streamcart_kafka_runtime::transactional;
 use streamcart_processors::saga::kafka::{DeadlinesHandler, ReactionsHandler};
 use streamcart_schemas::codec::Codec;
@@ -22,20 +22,16 @@ pub const DEADLINES: &str = "orders.saga.deadlines";
 /// Runs the saga loops until SIGTERM / SIGINT; an error in either stops the process.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let topics = Topics::with_prefix(cfg.topic_prefix.clone());
-    let forever = |name: String| TopicSpec {
-        name,
-        partitions: cfg.partitions,
-        retention: Retention::Forever,
-    };
+    let spec = |name: String, class| TopicSpec::new(name, cfg.partitions, class);
     let mut specs: Vec<TopicSpec> = Vec::new();
     for ctx in [Context::Inventory, Context::Orders, Context::Payments] {
-        specs.push(forever(topics.commands(ctx)));
-        specs.push(forever(topics.events(ctx)));
+        specs.push(spec(topics.commands(ctx), TopicClass::Commands));
+        specs.push(spec(topics.events(ctx), TopicClass::Events));
     }
     let reactions_name = REACTIONS;
     let deadlines_name = DEADLINES;
-    specs.push(forever(topics.dlq(reactions_name)));
-    specs.push(forever(topics.dlq(deadlines_name)));
+    specs.push(spec(topics.dlq(reactions_name), TopicClass::DeadLetters));
+    specs.push(spec(topics.dlq(deadlines_name), TopicClass::DeadLetters));
     ensure_topics(&cfg.kafka, &specs)
         .await
         .context("creating topics")?;

@@ -10,7 +10,7 @@ use streamcart_api::idempotency::IdempotencyKeys;
 use streamcart_api::metrics::Metrics;
 use streamcart_api::state::EdgeReads;
 use streamcart_api::{AppState, server};
-use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
+use streamcart_kafka_runtime::admin::{TopicClass, TopicSpec, ensure_topics};
 use streamcart_projectors::{CacheOptions, CassandraStore, ProductCache};
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::topics::{Context, Topics};
@@ -28,13 +28,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
     // The edge can serve reads with Kafka down, so topics it writes to are created if it can.
     let specs: Vec<TopicSpec> = [Context::Catalog, Context::Inventory, Context::Orders]
         .into_iter()
-        .map(|ctx| topics.commands(ctx))
-        .chain([topics.command_results()])
-        .map(|name| TopicSpec {
-            name,
-            partitions: cfg.partitions,
-            retention: Retention::Forever,
-        })
+        .map(|ctx| TopicSpec::new(topics.commands(ctx), cfg.partitions, TopicClass::Commands))
+        .chain([TopicSpec::new(
+            topics.command_results(),
+            cfg.partitions,
+            TopicClass::Results,
+        )])
         .collect();
     match tokio::time::timeout(Duration::from_secs(10), ensure_topics(&cfg.kafka, &specs)).await {
         Ok(Ok(())) => {}

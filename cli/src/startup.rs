@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use streamcart_kafka_runtime::admin::{Retention, TopicSpec, ensure_topics};
+use streamcart_kafka_runtime::admin::{TopicClass, TopicSpec, ensure_topics};
 use streamcart_kafka_runtime::client_log::QuietEofContext;
 use streamcart_kafka_runtime::hanging;
 use streamcart_schemas::register::ensure_registered;
@@ -42,20 +42,16 @@ pub async fn register_contract(cfg: &Config) -> anyhow::Result<()> {
 /// Every topic a role of `streamcart run` subscribes to or restores from.
 fn system_topics(cfg: &Config) -> Vec<TopicSpec> {
     let topics = Topics::with_prefix(cfg.topic_prefix.clone());
-    let spec = |name: String, retention| TopicSpec {
-        name,
-        partitions: cfg.partitions,
-        retention,
-    };
+    let spec = |name: String, class| TopicSpec::new(name, cfg.partitions, class);
     let mut specs = Vec::new();
     for ctx in Context::ALL {
-        specs.push(spec(topics.commands(ctx), Retention::Forever));
-        specs.push(spec(topics.events(ctx), Retention::Forever));
-        specs.push(spec(topics.snapshots(ctx), Retention::Compacted));
+        specs.push(spec(topics.commands(ctx), TopicClass::Commands));
+        specs.push(spec(topics.events(ctx), TopicClass::Events));
+        specs.push(spec(topics.snapshots(ctx), TopicClass::Snapshots));
     }
-    specs.push(spec(topics.command_results(), Retention::Forever));
-    specs.push(spec(topics.order_summary(), Retention::Compacted));
-    specs.push(spec(topics.product_summary(), Retention::Compacted));
+    specs.push(spec(topics.command_results(), TopicClass::Results));
+    specs.push(spec(topics.order_summary(), TopicClass::Summaries));
+    specs.push(spec(topics.product_summary(), TopicClass::Summaries));
     specs
 }
 
@@ -164,6 +160,7 @@ pub fn start_hanging_sweep(cfg: &Config) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streamcart_kafka_runtime::admin::Retention;
 
     #[test]
     fn run_prepares_every_input_topic_once() {
@@ -183,7 +180,12 @@ mod tests {
         assert_eq!(total, 15);
         for s in &specs {
             let compacted = s.name.ends_with(".snapshots") || s.name.ends_with(".summary");
-            assert_eq!(s.retention == Retention::Compacted, compacted, "{}", s.name);
+            assert_eq!(
+                s.class.retention() == Retention::Compacted,
+                compacted,
+                "{}",
+                s.name
+            );
         }
     }
 }

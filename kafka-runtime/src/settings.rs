@@ -1,9 +1,97 @@
 //! How to reach Kafka and how to batch: one typed struct, filled from the binary's configuration.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
+
+use crate::admin::TopicClass;
+
+/// librdkafka properties the runtime sets itself because its guarantees rest on them (exactly
+/// once, murmur2 placement, where a group starts); [`KafkaSettings::properties`] may not set
+/// them. `bootstrap.servers` and the timeouts have their own keys.
+pub const RESERVED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "transactional.id",
+    "transaction.timeout.ms",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "partitioner",
+    "group.id",
+    "group.instance.id",
+    "isolation.level",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "enable.partition.eof",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "fetch.wait.max.ms",
+    "linger.ms",
+    "queue.buffering.max.ms",
+    "statistics.interval.ms",
+];
+
+/// How the topics of one class are replicated when the runtime creates them, and what it
+/// requires of them when they exist already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicPolicy {
+    /// Copies of each partition (`replication.factor`). 1 on one broker; 3 in production.
+    pub replication_factor: i32,
+    /// Copies that must hold a record before it is acknowledged (`min.insync.replicas`). 1 on
+    /// one broker; 2 in production, so one broker can be down without losing a write.
+    pub min_insync_replicas: i32,
+}
+
+impl Default for TopicPolicy {
+    fn default() -> Self {
+        Self {
+            replication_factor: 1,
+            min_insync_replicas: 1,
+        }
+    }
+}
+
+/// The [`TopicPolicy`] of each [`TopicClass`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicPolicies {
+    /// Command topics.
+    pub commands: TopicPolicy,
+    /// Event topics: the source of truth.
+    pub events: TopicPolicy,
+    /// Snapshot topics (compacted).
+    pub snapshots: TopicPolicy,
+    /// The command-results topic.
+    pub results: TopicPolicy,
+    /// The public summary streams (compacted).
+    pub summaries: TopicPolicy,
+    /// Dead-letter topics.
+    pub dead_letters: TopicPolicy,
+}
+
+impl TopicPolicies {
+    /// The policy of `class`.
+    pub fn of(&self, class: TopicClass) -> TopicPolicy {
+        match class {
+            TopicClass::Commands => self.commands,
+            TopicClass::Events => self.events,
+            TopicClass::Snapshots => self.snapshots,
+            TopicClass::Results => self.results,
+            TopicClass::Summaries => self.summaries,
+            TopicClass::DeadLetters => self.dead_letters,
+        }
+    }
+
+    /// Every class with its policy.
+    pub fn all(&self) -> impl Iterator<Item = (TopicClass, TopicPolicy)> + '_ {
+        TopicClass::ALL.into_iter().map(|c| (c, self.of(c)))
+    }
+}
 
 /// Kafka connection and transaction settings shared by every loop.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -44,6 +132,12 @@ pub struct KafkaSettings {
     /// How often each loop's consumer reports librdkafka's statistics, in milliseconds: the
     /// source of the per-partition consumer lag gauges. 0 turns them (and the gauges) off.
     pub statistics_interval_ms: u64,
+    /// Replication of the topics the runtime creates, per class.
+    pub topics: TopicPolicies,
+    /// librdkafka properties given to every client, after the runtime's own settings (so a
+    /// tuning value here wins): `security.protocol`, `sasl.*`, `ssl.*`, tuning. The ones in
+    /// [`RESERVED_PROPERTIES`] are refused.
+    pub properties: BTreeMap<String, String>,
 }
 
 impl Default for KafkaSettings {
@@ -60,6 +154,8 @@ impl Default for KafkaSettings {
             fetch_wait_max_ms: 50,
             linger_ms: 0,
             statistics_interval_ms: 1_000,
+            topics: TopicPolicies::default(),
+            properties: BTreeMap::new(),
         }
     }
 }
@@ -74,7 +170,7 @@ impl KafkaSettings {
     /// murmur2 for keyed records, like the Java client's default partitioner), so JVM producers
     /// and this one agree on the partition of every key.
     pub fn transactional_producer(&self, transactional_id: &str) -> ClientConfig {
-        let mut c = self.producer();
+        let mut c = self.base_producer();
         // librdkafka requires a record's delivery deadline to fit inside its transaction.
         c.set("transactional.id", transactional_id)
             .set("linger.ms", self.linger_ms.to_string())
@@ -86,7 +182,7 @@ impl KafkaSettings {
                 "message.timeout.ms",
                 self.transaction_timeout_ms.to_string(),
             );
-        c
+        self.with_properties(c)
     }
 
     /// What every client of the runtime shares: the brokers, and how soon it reconnects.
@@ -96,15 +192,40 @@ impl KafkaSettings {
     /// 10 s more before trying the broker that is back. At 1 s a role resumes within a second of
     /// its broker, for one connection attempt per broker per second while it is down.
     pub fn client(&self) -> ClientConfig {
+        self.with_properties(self.base_client())
+    }
+
+    fn base_client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_servers)
             .set("reconnect.backoff.max.ms", "1000");
         c
     }
 
+    /// `c` with [`KafkaSettings::properties`] on top.
+    fn with_properties(&self, mut c: ClientConfig) -> ClientConfig {
+        for (key, value) in &self.properties {
+            c.set(key, value);
+        }
+        c
+    }
+
+    /// The properties of [`KafkaSettings::properties`] that it may not set.
+    pub fn reserved_properties(&self) -> Vec<&str> {
+        self.properties
+            .keys()
+            .map(String::as_str)
+            .filter(|k| RESERVED_PROPERTIES.contains(k))
+            .collect()
+    }
+
     /// A plain idempotent producer (murmur2 placement), for clients outside transactions.
     pub fn producer(&self) -> ClientConfig {
-        let mut c = self.client();
+        self.with_properties(self.base_producer())
+    }
+
+    fn base_producer(&self) -> ClientConfig {
+        let mut c = self.base_client();
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random")
@@ -125,7 +246,7 @@ impl KafkaSettings {
         group_id: &str,
         instance_id: Option<&str>,
     ) -> ClientConfig {
-        let mut c = self.client();
+        let mut c = self.base_client();
         if let Some(id) = instance_id {
             c.set("group.instance.id", id);
         }
@@ -148,12 +269,12 @@ impl KafkaSettings {
                 self.statistics_interval_ms.to_string(),
             );
         }
-        c
+        self.with_properties(c)
     }
 
     /// A group-less reader of committed records, for restoring state from a partition.
     pub fn restore_consumer(&self) -> ClientConfig {
-        let mut c = self.client();
+        let mut c = self.base_client();
         c.set("group.id", "streamcart-restore-unused")
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
@@ -167,6 +288,6 @@ impl KafkaSettings {
             // queue and then idled: a 1,000,000-snapshot read took 3.5 s instead of 0.5 s.
             .set("fetch.queue.backoff.ms", "10")
             .set("auto.offset.reset", "earliest");
-        c
+        self.with_properties(c)
     }
 }

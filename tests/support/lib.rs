@@ -23,8 +23,8 @@ pub mod stack;
 pub mod world;
 
 pub use kafka::read_topic;
-pub use process::{Child, spawn_streamcart, streamcart_bin};
+pub use process::{Child, log_path, spawn_streamcart, streamcart_bin};
 pub use stack::{
-    cassandra_node, connect_url, create_topics, free_port, kafka_bootstrap, postgres_url,
-    redis_url, registry_url, stack, unique,
+    cassandra_node, connect_url, create_topics, create_topics_with, free_port, kafka_bootstrap,
+    postgres_url, redis_url, registry_url, stack, unique,
 };

@@ -59,13 +59,23 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates topics (idempotently) with the given partition count and waits until they exist.
 pub async fn create_topics(names: &[&str], partitions: i32) {
+    create_topics_with(names, partitions, &[]).await;
+}
+
+/// Like [`create_topics`], with these topic configs (`min.insync.replicas`, …).
+pub async fn create_topics_with(names: &[&str], partitions: i32, configs: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", kafka_bootstrap())
         .create()
         .expect("admin client");
     let topics: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .map(|n| {
+            configs.iter().fold(
+                NewTopic::new(n, partitions, TopicReplication::Fixed(1)),
+                |topic, (k, v)| topic.set(k, v),
+            )
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin

@@ -12,6 +12,11 @@ use super::{Config, ConfigError};
 pub const ENV_PREFIX: &str = "STREAMCART_";
 /// What stands for the dot between a section and its key in a variable's name.
 pub const ENV_SEPARATOR: &str = "__";
+/// The key under which librdkafka properties are passed through. Their names are not known in
+/// advance, so `STREAMCART_KAFKA__PROPERTIES__SASL_MECHANISMS` sets the property
+/// `sasl.mechanisms`: in the part after the prefix a single underscore stands for a dot
+/// (librdkafka's property names have dots, no underscores).
+pub const PROPERTIES_KEY: &str = "kafka.properties";
 
 /// The flat names the configuration was read from before the rule, still documented and used by
 /// scripts and tests; each stands for one key. The rule's own name wins when both are set.
@@ -119,6 +124,8 @@ pub(super) fn leaves(value: &Value) -> BTreeMap<String, Value> {
 pub struct EnvLayer {
     /// Key → (variable it came from, value).
     values: BTreeMap<String, (String, String)>,
+    /// librdkafka property → (variable it came from, value), for [`PROPERTIES_KEY`].
+    properties: BTreeMap<String, (String, String)>,
 }
 
 impl EnvLayer {
@@ -141,6 +148,8 @@ impl EnvLayer {
         let legacy: BTreeMap<&str, &str> = LEGACY_ENV.iter().copied().collect();
         let mut by_rule = BTreeMap::new();
         let mut by_alias = BTreeMap::new();
+        let mut properties = BTreeMap::new();
+        let properties_prefix = format!("{PROPERTIES_KEY}.");
         for (var, value) in vars {
             let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -149,6 +158,10 @@ impl EnvLayer {
                 continue;
             }
             let key = rest.to_ascii_lowercase().replace(ENV_SEPARATOR, ".");
+            if let Some(property) = key.strip_prefix(&properties_prefix) {
+                properties.insert(property.replace('_', "."), (var, value));
+                continue;
+            }
             if known.contains(&key) {
                 by_rule.insert(key, (var, value));
             } else if let Some(key) = legacy.get(var.as_str()) {
@@ -160,7 +173,10 @@ impl EnvLayer {
         for (key, entry) in by_alias {
             by_rule.entry(key).or_insert(entry);
         }
-        Ok(Self { values: by_rule })
+        Ok(Self {
+            values: by_rule,
+            properties,
+        })
     }
 
     /// The variable that set `key`, if one did.
@@ -176,6 +192,11 @@ impl Provider for EnvLayer {
             .values
             .iter()
             .map(|(k, (var, _))| (k.clone(), var.clone()))
+            .chain(
+                self.properties
+                    .iter()
+                    .map(|(p, (var, _))| (format!("{PROPERTIES_KEY}.{p}"), var.clone())),
+            )
             .collect();
         Metadata::named(ENV_ORIGIN).interpolater(move |_: &Profile, path: &[&str]| {
             let key = path.join(".");
@@ -187,6 +208,15 @@ impl Provider for EnvLayer {
         let mut root = Dict::new();
         for (key, (_, value)) in &self.values {
             insert(&mut root, key, Value::from(value.clone()));
+        }
+        if !self.properties.is_empty() {
+            // One entry per property: its dots are part of its name, not nesting.
+            let properties: Dict = self
+                .properties
+                .iter()
+                .map(|(p, (_, value))| (p.clone(), Value::from(value.clone())))
+                .collect();
+            insert(&mut root, PROPERTIES_KEY, Value::from(properties));
         }
         Ok(Profile::Default.collect(root))
     }

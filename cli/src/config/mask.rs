@@ -32,7 +32,8 @@ pub const MASK: &str = "********";
 
 /// Whether a key's value is a secret by its name, whatever section it is in.
 fn is_secret_key(name: &str) -> bool {
-    ["secret", "password", "credential", "private_key"]
+    // `key.pem` is librdkafka's inline private key (`ssl.key.pem`).
+    ["secret", "password", "credential", "private_key", "key.pem"]
         .iter()
         .any(|word| name.contains(word))
 }

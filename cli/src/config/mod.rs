@@ -416,6 +416,48 @@ mod tests {
     }
 
     #[test]
+    fn librdkafka_properties_come_from_the_file_and_the_environment() {
+        let file = with_file(
+            "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\
+             \"sasl.mechanisms\" = \"PLAIN\"\n\
+             [kafka.topics.events]\nreplication_factor = 3\nmin_insync_replicas = 2\n",
+        );
+        let cfg = Config::load_from(
+            Some(&file.0),
+            env(&[
+                (
+                    "STREAMCART_KAFKA__PROPERTIES__SASL_MECHANISMS",
+                    "SCRAM-SHA-512",
+                ),
+                ("STREAMCART_KAFKA__PROPERTIES__SASL_PASSWORD", "pw"),
+            ]),
+        )
+        .expect("load");
+        let props: Vec<(&str, &str)> = cfg
+            .kafka
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            props,
+            [
+                ("sasl.mechanisms", "SCRAM-SHA-512"),
+                ("sasl.password", "pw"),
+                ("security.protocol", "SASL_SSL"),
+            ]
+        );
+        assert_eq!(cfg.kafka.topics.events.replication_factor, 3);
+        assert_eq!(cfg.kafka.topics.events.min_insync_replicas, 2);
+        assert_eq!(cfg.kafka.topics.commands.replication_factor, 1);
+        let client = cfg.kafka.transactional_producer("t-1");
+        assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(client.get("transactional.id"), Some("t-1"));
+        let printed = cfg.to_masked_toml().expect("toml");
+        assert!(!printed.contains("\"pw\""), "{printed}");
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_refused_by_name() {
         let file = with_file("topic_prefx = \"a.\"\n");
         let err = Config::load_from(Some(&file.0), EnvLayer::default()).expect_err("unknown");

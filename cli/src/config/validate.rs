@@ -3,7 +3,43 @@
 use streamcart_api::auth::MIN_HS256_SECRET_BYTES;
 use streamcart_projectors::store::cassandra::check_keyspace;
 
+use streamcart_kafka_runtime::admin::TopicClass;
+
 use super::{Config, ConfigError, Invalid};
+
+/// The keys of each topic class's replication settings.
+const TOPIC_POLICY_KEYS: [(TopicClass, &str, &str); 6] = [
+    (
+        TopicClass::Commands,
+        "kafka.topics.commands.replication_factor",
+        "kafka.topics.commands.min_insync_replicas",
+    ),
+    (
+        TopicClass::Events,
+        "kafka.topics.events.replication_factor",
+        "kafka.topics.events.min_insync_replicas",
+    ),
+    (
+        TopicClass::Snapshots,
+        "kafka.topics.snapshots.replication_factor",
+        "kafka.topics.snapshots.min_insync_replicas",
+    ),
+    (
+        TopicClass::Results,
+        "kafka.topics.results.replication_factor",
+        "kafka.topics.results.min_insync_replicas",
+    ),
+    (
+        TopicClass::Summaries,
+        "kafka.topics.summaries.replication_factor",
+        "kafka.topics.summaries.min_insync_replicas",
+    ),
+    (
+        TopicClass::DeadLetters,
+        "kafka.topics.dead_letters.replication_factor",
+        "kafka.topics.dead_letters.min_insync_replicas",
+    ),
+];
 
 /// The complaints so far.
 #[derive(Default)]
@@ -113,6 +149,33 @@ impl Config {
             "kafka.statistics_interval_ms",
             || "must be ≤ 86400000".into(),
         );
+        for (class, rf_key, isr_key) in TOPIC_POLICY_KEYS {
+            let policy = k.topics.of(class);
+            c.require(policy.replication_factor >= 1, rf_key, || {
+                "must be at least 1".into()
+            });
+            // A topic whose min.insync.replicas exceeds its replicas refuses every write.
+            c.require(
+                policy.min_insync_replicas >= 1
+                    && policy.min_insync_replicas <= policy.replication_factor,
+                isr_key,
+                || {
+                    format!(
+                        "must be at least 1 and at most {rf_key} ({})",
+                        policy.replication_factor
+                    )
+                },
+            );
+        }
+        let reserved = k.reserved_properties();
+        c.require(reserved.is_empty(), "kafka.properties", || {
+            format!(
+                "{} cannot be set here: the runtime's guarantees rest on its own value{}",
+                reserved.join(", "),
+                " (bootstrap servers, linger, fetch wait, session and transaction timeouts \
+                 have their own kafka.* keys)"
+            )
+        });
         c.require(
             !self.metrics.listen.contains(',') && host_ports(&self.metrics.listen),
             "metrics.listen",
@@ -231,6 +294,40 @@ fn host_ports(list: &str) -> bool {
 mod tests {
     use super::*;
     use crate::config::env::tests::layer as env;
+
+    #[test]
+    fn reserved_properties_and_impossible_replication_are_refused() {
+        let err = Config::load_from(
+            None,
+            env(&[
+                (
+                    "STREAMCART_KAFKA__PROPERTIES__ISOLATION_LEVEL",
+                    "read_uncommitted",
+                ),
+                (
+                    "STREAMCART_KAFKA__PROPERTIES__SOCKET_KEEPALIVE_ENABLE",
+                    "true",
+                ),
+                ("STREAMCART_KAFKA__TOPICS__EVENTS__MIN_INSYNC_REPLICAS", "2"),
+            ]),
+        )
+        .expect_err("invalid");
+        let ConfigError::Invalid(problems) = &err else {
+            panic!("not a validation error: {err}");
+        };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "kafka.topics.events.min_insync_replicas",
+                "kafka.properties"
+            ]
+        );
+        assert!(
+            problems[1].reason.starts_with("isolation.level cannot"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn out_of_bounds_values_are_all_reported_by_key() {
