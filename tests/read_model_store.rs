@@ -11,7 +11,9 @@ use streamcart_aggregates::orders::{
     OrderAwaitingPayment, OrderConfirmed, OrderEvent, OrderLine, OrderLineReserved, OrderPlaced,
 };
 use streamcart_aggregates::values::{CustomerId, LineNo, Money, OrderId, PaymentId, Sku};
-use streamcart_projectors::store::{InvalidateOutcome, PutOutcome};
+use streamcart_projectors::store::{
+    InvalidateOutcome, PutOutcome, Replication, StoreConsistency, StoreOptions,
+};
 use streamcart_projectors::{
     CacheLookup, CacheOptions, CassandraStore, Mutation, OrderCursor, OrderLineRow, OrderRow,
     OrderStatus, Orders, ProductCache, ProductRow, Products, StockRow, Stocks, StoreError, fold,
@@ -615,4 +617,43 @@ async fn negative_entries_never_hide_a_known_product() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!cache.is_missing("SKU-5").await.expect("missing"));
     clean(&cache, &mut raw, &["SKU-4", "SKU-5"]).await;
+}
+
+#[tokio::test]
+async fn the_keyspace_is_created_as_configured_and_refused_when_replicated_otherwise() {
+    let keyspace = unique("rstore_repl");
+    // SimpleSnitch, the local Cassandra's, names its one datacenter `datacenter1`.
+    let nts = StoreOptions {
+        replication: Replication::NetworkTopology {
+            datacenters: vec![("datacenter1".into(), 1)],
+        },
+        consistency: StoreConsistency::All,
+        ..StoreOptions::new(keyspace.clone())
+    };
+    let store = CassandraStore::connect_with(&cassandra_node(), nts.clone())
+        .await
+        .expect("keyspace created with NetworkTopologyStrategy");
+    // Every statement runs at ALL, which the one node can answer.
+    assert_eq!(store.product("none").await.expect("read at ALL"), None);
+    CassandraStore::connect_with(&cassandra_node(), nts)
+        .await
+        .expect("the same replication is accepted on the next start");
+    let err = CassandraStore::connect(&cassandra_node(), &keyspace)
+        .await
+        .expect_err("SimpleStrategy asked of a NetworkTopologyStrategy keyspace");
+    assert!(
+        matches!(err, StoreError::ReplicationDiffers { .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_transient(), "retrying cannot mend it");
+    let text = err.to_string();
+    for part in [
+        format!("keyspace {keyspace} is replicated as"),
+        "NetworkTopologyStrategy".to_owned(),
+        "'datacenter1': '1'".to_owned(),
+        "asks for {'class': 'SimpleStrategy', 'replication_factor': 1}".to_owned(),
+    ] {
+        assert!(text.contains(&part), "{part:?} not in {text:?}");
+    }
+    drop_keyspace(&store).await;
 }

@@ -7,7 +7,8 @@ use clap::ValueEnum;
 use streamcart_kafka_runtime::admin::{TopicClass, TopicSpec, ensure_topics};
 use streamcart_projectors::runner::{self, ProjectorDeps, ProjectorOptions};
 use streamcart_projectors::{
-    CacheOptions, CassandraStore, Orders, ProductCache, Products, Projection, Stocks,
+    CacheError, CacheOptions, CassandraStore, Orders, ProductCache, Products, Projection, Stocks,
+    StoreError,
 };
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::topics::{Context, Topics};
@@ -64,8 +65,9 @@ async fn deps(cfg: &Config, with_cache: bool) -> anyhow::Result<ProjectorDeps> {
             .context("registry client")?
             .with_auto_register(cfg.auto_register_schemas),
     );
-    let store = with_retries("the read-model store", || {
-        CassandraStore::connect(&cfg.cassandra_nodes, &cfg.keyspace)
+    let options = cfg.store.options(&cfg.keyspace);
+    let store = with_retries("the read-model store", StoreError::is_transient, || {
+        CassandraStore::connect_with(&cfg.cassandra_nodes, options.clone())
     })
     .await
     .context("connecting to the read-model store")?;
@@ -74,7 +76,7 @@ async fn deps(cfg: &Config, with_cache: bool) -> anyhow::Result<ProjectorDeps> {
     let cache = if with_cache {
         let options = CacheOptions::for_topic_prefix(&cfg.topic_prefix);
         Some(
-            with_retries("Redis", || {
+            with_retries("Redis", CacheError::is_transient, || {
                 ProductCache::connect(&cfg.redis_url, options.clone())
             })
             .await
@@ -97,8 +99,13 @@ async fn deps(cfg: &Config, with_cache: bool) -> anyhow::Result<ProjectorDeps> {
 const STORE_CONNECT_BOUND: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Runs `connect` until it succeeds, with backoff, for at most [`STORE_CONNECT_BOUND`] or
-/// until a shutdown signal; then returns its last error.
-async fn with_retries<T, E, F, Fut>(what: &str, mut connect: F) -> Result<T, E>
+/// until a shutdown signal; then returns its last error. An error `transient` says retrying
+/// cannot mend (a keyspace replicated otherwise than configured) is returned at once.
+async fn with_retries<T, E, F, Fut>(
+    what: &str,
+    transient: impl Fn(&E) -> bool,
+    mut connect: F,
+) -> Result<T, E>
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
@@ -110,7 +117,8 @@ where
         match connect().await {
             Ok(v) => return Ok(v),
             Err(e)
-                if started.elapsed() < STORE_CONNECT_BOUND
+                if transient(&e)
+                    && started.elapsed() < STORE_CONNECT_BOUND
                     && !streamcart_kafka_runtime::shutdown::requested() =>
             {
                 tracing::warn!(store = what, error = %e, retry_in_ms = backoff.as_millis() as u64,

@@ -52,10 +52,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
         let (url, options) = (redis_url.clone(), cache_options.clone());
         async move { ProductCache::connect(&url, options).await }
     };
-    let (nodes, keyspace) = (cfg.cassandra_nodes.clone(), cfg.keyspace.clone());
+    let (nodes, options) = (
+        cfg.cassandra_nodes.clone(),
+        cfg.store.options(&cfg.keyspace),
+    );
     let connect_store = move || {
-        let (nodes, keyspace) = (nodes.clone(), keyspace.clone());
-        async move { CassandraStore::connect(&nodes, &keyspace).await }
+        let (nodes, options) = (nodes.clone(), options.clone());
+        async move { CassandraStore::connect_with(&nodes, options).await }
     };
     // Commands and cached products do not need ScyllaDB, so an edge (re)started while it is
     // unreachable serves them rather than failing the role.

@@ -284,6 +284,7 @@ pub(crate) mod tests {
             // The log format is one of two words.
             Value::String(_, s) if s == "text" => "json".into(),
             Value::String(_, s) if s == "loop" => "inline".into(),
+            Value::String(_, s) if s == "local_quorum" => "quorum".into(),
             Value::String(_, s) => format!("{s}x"),
             // Unset options (strings, paths, numbers) and lists both take "7".
             Value::Empty(..) | Value::Array(..) => "7".into(),

@@ -22,6 +22,7 @@ use streamcart_kafka_runtime::metrics::MetricsConfig;
 use streamcart_kafka_runtime::telemetry::TracingConfig;
 use streamcart_processors::command::kafka::ProcessorTuning;
 use streamcart_processors::command::table::SnapshotPolicy;
+use streamcart_projectors::store::{Replication, StoreConsistency, StoreCredentials, StoreOptions};
 
 use env::ENV_ORIGIN;
 pub use env::EnvLayer;
@@ -69,6 +70,86 @@ pub struct Config {
     pub log: LogConfig,
     /// How the saga runs.
     pub saga: SagaConfig,
+    /// How the read-model store is replicated, read and written.
+    pub store: StoreConfig,
+}
+
+/// The read-model keyspace's replication, the consistency of its statements, and the
+/// credentials to reach it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// SimpleStrategy's factor, used while `datacenters` is empty (one datacenter, locally).
+    pub replication_factor: u32,
+    /// NetworkTopologyStrategy's factors, `dc1:3,dc2:3`; empty for SimpleStrategy.
+    pub datacenters: String,
+    /// Consistency of every read and write: `one`, `local_one`, `quorum`, `local_quorum`,
+    /// `all`.
+    pub consistency: StoreConsistency,
+    /// User for the cluster's password authentication.
+    pub username: Option<String>,
+    /// Its password.
+    pub password: Option<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            replication_factor: 1,
+            datacenters: String::new(),
+            consistency: StoreConsistency::default(),
+            username: None,
+            password: None,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// `datacenters` as `(name, factor)` pairs, or what is wrong with it.
+    pub fn datacenter_factors(&self) -> Result<Vec<(String, u32)>, String> {
+        self.datacenters
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                let (dc, factor) = part
+                    .split_once(':')
+                    .ok_or_else(|| format!("{part:?} is not datacenter:factor"))?;
+                let factor: u32 = factor
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|f| *f >= 1)
+                    .ok_or_else(|| format!("{part:?}: the factor must be a number ≥ 1"))?;
+                Ok((dc.trim().to_owned(), factor))
+            })
+            .collect()
+    }
+
+    /// How to open the store in `keyspace` (the configuration is validated before this is
+    /// used, so a bad `datacenters` cannot reach it).
+    pub fn options(&self, keyspace: &str) -> StoreOptions {
+        let datacenters = self.datacenter_factors().unwrap_or_default();
+        let replication = if datacenters.is_empty() {
+            Replication::Simple {
+                factor: self.replication_factor,
+            }
+        } else {
+            Replication::NetworkTopology { datacenters }
+        };
+        StoreOptions {
+            replication,
+            consistency: self.consistency,
+            credentials: match (&self.username, &self.password) {
+                (Some(username), Some(password)) => Some(StoreCredentials {
+                    username: username.clone(),
+                    password: password.clone(),
+                }),
+                _ => None,
+            },
+            ..StoreOptions::new(keyspace)
+        }
+    }
 }
 
 /// How the saga runs (docs/saga.md).
@@ -192,6 +273,7 @@ impl Default for Config {
             tracing: TracingConfig::default(),
             log: LogConfig::default(),
             saga: SagaConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }

@@ -167,6 +167,37 @@ impl Config {
                 },
             );
         }
+        let s = &self.store;
+        c.require(
+            s.replication_factor >= 1,
+            "store.replication_factor",
+            || "must be at least 1".into(),
+        );
+        match s.datacenter_factors() {
+            Ok(dcs) => {
+                let names: Vec<String> = dcs.into_iter().map(|(dc, _)| dc).collect();
+                let bad = names.iter().find(|dc| {
+                    dc.is_empty()
+                        || !dc
+                            .chars()
+                            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.'))
+                });
+                c.require(bad.is_none(), "store.datacenters", || {
+                    format!(
+                        "datacenter {:?}: letters, digits, '_', '-' or '.' only",
+                        bad.cloned().unwrap_or_default()
+                    )
+                });
+            }
+            Err(reason) => c.require(false, "store.datacenters", || {
+                format!("{reason} (expected dc1:3,dc2:3)")
+            }),
+        }
+        c.require(
+            s.username.is_some() == s.password.is_some(),
+            "store.password",
+            || "store.username and store.password go together".into(),
+        );
         let reserved = k.reserved_properties();
         c.require(reserved.is_empty(), "kafka.properties", || {
             format!(
@@ -294,6 +325,43 @@ fn host_ports(list: &str) -> bool {
 mod tests {
     use super::*;
     use crate::config::env::tests::layer as env;
+
+    #[test]
+    fn store_replication_and_credentials_are_checked_by_key() {
+        let cfg = Config::load_from(
+            None,
+            env(&[
+                ("STREAMCART_STORE__DATACENTERS", "dc1:3, dc2:2"),
+                ("STREAMCART_STORE__CONSISTENCY", "local_one"),
+            ]),
+        )
+        .expect("valid");
+        let options = cfg.store.options("ks");
+        assert_eq!(
+            options.replication,
+            streamcart_projectors::store::Replication::NetworkTopology {
+                datacenters: vec![("dc1".into(), 3), ("dc2".into(), 2)]
+            }
+        );
+        assert_eq!(
+            options.consistency,
+            streamcart_projectors::store::StoreConsistency::LocalOne
+        );
+        assert!(options.credentials.is_none());
+        let err = Config::load_from(
+            None,
+            env(&[
+                ("STREAMCART_STORE__DATACENTERS", "dc1=3"),
+                ("STREAMCART_STORE__USERNAME", "streamcart"),
+            ]),
+        )
+        .expect_err("invalid");
+        let ConfigError::Invalid(problems) = &err else {
+            panic!("not a validation error: {err}");
+        };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["store.datacenters", "store.password"], "{err}");
+    }
 
     #[test]
     fn reserved_properties_and_impossible_replication_are_refused() {

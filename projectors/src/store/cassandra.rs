@@ -29,12 +29,15 @@
 //! [`CassandraStore::activate`]s it; readers look up [`CassandraStore::active_generation`] and
 //! switch with [`CassandraStore::with_generation`], which shares the session.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use futures::{TryStreamExt, stream};
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +80,26 @@ impl Default for Replication {
 }
 
 impl Replication {
+    /// Whether the keyspace's `replication` map, as `system_schema.keyspaces` holds it, is
+    /// this replication.
+    fn matches(&self, found: &BTreeMap<String, String>) -> bool {
+        let class = found.get("class").map(String::as_str).unwrap_or_default();
+        let factor = |key: &str| found.get(key).and_then(|v| v.parse::<u32>().ok());
+        match self {
+            Replication::Simple { factor: wanted } => {
+                class.ends_with("SimpleStrategy") && factor("replication_factor") == Some(*wanted)
+            }
+            Replication::NetworkTopology { datacenters } => {
+                let listed = found.keys().filter(|k| k.as_str() != "class").count();
+                class.ends_with("NetworkTopologyStrategy")
+                    && listed == datacenters.len()
+                    && datacenters
+                        .iter()
+                        .all(|(dc, wanted)| factor(dc) == Some(*wanted))
+            }
+        }
+    }
+
     /// The `replication = {...}` map of `CREATE KEYSPACE`.
     fn to_cql(&self) -> Result<String, StoreError> {
         match self {
@@ -105,23 +128,77 @@ impl Replication {
     }
 }
 
+/// The consistency level of every read and write of the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreConsistency {
+    /// One replica anywhere.
+    One,
+    /// One replica in the local datacenter.
+    LocalOne,
+    /// A majority of all replicas.
+    Quorum,
+    /// A majority of the local datacenter's replicas: with writes at the same level, a read
+    /// sees every acknowledged write, and one node per datacenter can be down.
+    #[default]
+    LocalQuorum,
+    /// Every replica.
+    All,
+}
+
+impl StoreConsistency {
+    fn driver(self) -> Consistency {
+        match self {
+            StoreConsistency::One => Consistency::One,
+            StoreConsistency::LocalOne => Consistency::LocalOne,
+            StoreConsistency::Quorum => Consistency::Quorum,
+            StoreConsistency::LocalQuorum => Consistency::LocalQuorum,
+            StoreConsistency::All => Consistency::All,
+        }
+    }
+}
+
+/// A user and password for the CQL cluster's `PasswordAuthenticator`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreCredentials {
+    /// The role's name.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl fmt::Debug for StoreCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where and how to open the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// Keyspace holding every table: a letter, then up to 47 letters, digits or '_'.
     pub keyspace: String,
-    /// Replication used if the keyspace has to be created.
+    /// Replication of the keyspace: used to create it, and required of it when it exists.
     pub replication: Replication,
+    /// Consistency of every statement.
+    pub consistency: StoreConsistency,
+    /// Credentials, when the cluster authenticates.
+    pub credentials: Option<StoreCredentials>,
     /// Generation whose tables this store reads and writes (1 or more).
     pub generation: u32,
 }
 
 impl StoreOptions {
-    /// The keyspace with the defaults: SimpleStrategy factor 1, generation 1.
+    /// The keyspace with the defaults: SimpleStrategy factor 1, LOCAL_QUORUM, no credentials,
+    /// generation 1.
     pub fn new(keyspace: impl Into<String>) -> Self {
         Self {
             keyspace: keyspace.into(),
             replication: Replication::default(),
+            consistency: StoreConsistency::default(),
+            credentials: None,
             generation: DEFAULT_GENERATION,
         }
     }
@@ -183,17 +260,32 @@ impl CassandraStore {
         check_keyspace(&options.keyspace)?;
         check_generation(options.generation)?;
         let replication = options.replication.to_cql()?;
-        let session = SessionBuilder::new()
+        let profile = ExecutionProfile::builder()
+            .consistency(options.consistency.driver())
+            .build();
+        let mut builder = SessionBuilder::new()
             .known_nodes(
                 nodes
                     .split(',')
                     .map(str::trim)
                     .filter(|node| !node.is_empty()),
             )
-            .build()
-            .await?;
+            .default_execution_profile_handle(profile.into_handle());
+        if let Some(c) = &options.credentials {
+            builder = builder.user(&c.username, &c.password);
+        }
+        let session = builder.build().await?;
         let keyspace = options.keyspace;
         migrations::bootstrap(&session, &keyspace, &replication).await?;
+        let found = migrations::keyspace_replication(&session, &keyspace).await?;
+        if !options.replication.matches(&found) {
+            let found: Vec<String> = found.iter().map(|(k, v)| format!("'{k}': '{v}'")).collect();
+            return Err(StoreError::ReplicationDiffers {
+                keyspace,
+                found: format!("{{{}}}", found.join(", ")),
+                wanted: replication,
+            });
+        }
         let global = migrations::migrate(&session, &keyspace, "global", "", GLOBAL).await?;
         let mut store = Self::open(Arc::new(session), keyspace, options.generation).await?;
         let mut applied: Vec<String> = global.iter().map(|id| format!("global/{id}")).collect();
@@ -483,6 +575,41 @@ mod tests {
             datacenters: vec![("dc'1".into(), 3)],
         };
         assert!(bad.to_cql().is_err());
+    }
+
+    #[test]
+    fn an_existing_keyspace_is_compared_with_the_configured_replication() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let simple = map(&[
+            ("class", "org.apache.cassandra.locator.SimpleStrategy"),
+            ("replication_factor", "1"),
+        ]);
+        assert!(Replication::default().matches(&simple));
+        assert!(!Replication::Simple { factor: 3 }.matches(&simple));
+        let nts = Replication::NetworkTopology {
+            datacenters: vec![("dc1".into(), 3), ("dc2".into(), 3)],
+        };
+        assert!(!nts.matches(&simple));
+        let found = map(&[
+            (
+                "class",
+                "org.apache.cassandra.locator.NetworkTopologyStrategy",
+            ),
+            ("dc1", "3"),
+            ("dc2", "3"),
+        ]);
+        assert!(nts.matches(&found));
+        let one_dc = map(&[("class", "NetworkTopologyStrategy"), ("dc1", "3")]);
+        assert!(!nts.matches(&one_dc), "a datacenter missing");
+        let extra = Replication::NetworkTopology {
+            datacenters: vec![("dc1".into(), 3)],
+        };
+        assert!(!extra.matches(&found), "a datacenter more than configured");
     }
 
     #[test]

@@ -62,6 +62,21 @@ pub enum StoreError {
         /// Checksum of this build's migration.
         expected: i64,
     },
+    /// The keyspace exists with another replication than the configuration asks for;
+    /// permanent: an operator alters the keyspace (then repairs) or changes the setting.
+    #[error(
+        "keyspace {keyspace} is replicated as {found}, the configuration asks for {wanted}: \
+         ALTER KEYSPACE {keyspace} WITH replication = {wanted} (then run a full repair), or \
+         change store.replication_factor / store.datacenters"
+    )]
+    ReplicationDiffers {
+        /// The keyspace.
+        keyspace: String,
+        /// Its replication, as the cluster reports it.
+        found: String,
+        /// The replication configured, as CQL.
+        wanted: String,
+    },
     /// A generation whose tables were never created cannot be activated; permanent.
     #[error("generation {generation} has no tables yet; connect to it before activating it")]
     GenerationNotReady {
@@ -104,6 +119,7 @@ impl StoreError {
             | StoreError::InvalidName { .. }
             | StoreError::OutOfRange { .. }
             | StoreError::MigrationChanged { .. }
+            | StoreError::ReplicationDiffers { .. }
             | StoreError::GenerationNotReady { .. } => false,
         }
     }

@@ -177,6 +177,25 @@ pub(crate) async fn bootstrap(
     Ok(())
 }
 
+/// The keyspace's `replication` map, as the cluster holds it.
+pub(crate) async fn keyspace_replication(
+    session: &Session,
+    keyspace: &str,
+) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+    let rows = session
+        .query_unpaged(
+            "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?",
+            (keyspace,),
+        )
+        .await?
+        .into_rows_result()
+        .map_err(|e| StoreError::decode("system_schema.keyspaces", e))?;
+    let (replication,) = rows
+        .single_row::<(std::collections::BTreeMap<String, String>,)>()
+        .map_err(|e| StoreError::decode("system_schema.keyspaces", e))?;
+    Ok(replication)
+}
+
 /// Ids and checksums of the migrations already applied in `scope`.
 pub(crate) async fn applied(
     session: &Session,

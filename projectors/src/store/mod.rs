@@ -8,7 +8,8 @@ pub mod redis_cache;
 
 pub use crate::orders::OrderCursor;
 pub use cassandra::{
-    CassandraStore, DEFAULT_GENERATION, MAX_PAGE_SIZE, Page, Replication, StoreOptions,
+    CassandraStore, DEFAULT_GENERATION, MAX_PAGE_SIZE, Page, Replication, StoreConsistency,
+    StoreCredentials, StoreOptions,
 };
 pub use error::{DecodeSource, StoreError};
 pub use redis_cache::{
