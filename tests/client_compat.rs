@@ -561,6 +561,141 @@ async fn with_forwarding_off_a_misplaced_command_is_rejected_and_changes_nothing
     assert!(processor.terminate(Duration::from_secs(30)));
 }
 
+/// The secured listener of the stack's broker (`scripts/stack env`): address, CA file, SCRAM user
+/// and password.
+fn secured_listener() -> (String, String, String, String) {
+    let var = |name: &str| {
+        std::env::var(name)
+            .unwrap_or_else(|_| panic!("{name} unset: eval \"$(scripts/stack env)\""))
+    };
+    (
+        var("STREAMCART_KAFKA_SECURE_BOOTSTRAP"),
+        var("STREAMCART_KAFKA_SECURE_CA"),
+        var("STREAMCART_KAFKA_SASL_USER"),
+        var("STREAMCART_KAFKA_SASL_PASSWORD"),
+    )
+}
+
+/// Remembers every error librdkafka reports, so a refusal can be told from a timeout.
+#[derive(Default)]
+struct Errors(std::sync::Mutex<Vec<String>>);
+
+impl rdkafka::ClientContext for Errors {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push(format!("{error}: {reason}"));
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Errors {}
+
+/// Asks the secured listener for metadata with `settings` on top of TLS with the stack's CA:
+/// `Ok` when it answered, or every error librdkafka reported.
+fn metadata_over_tls(settings: &[(&str, &str)]) -> Result<(), Vec<String>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let (bootstrap, ca, _, _) = secured_listener();
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", &bootstrap)
+        .set("ssl.ca.location", &ca)
+        .set("reconnect.backoff.max.ms", "1000");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer<Errors> = config
+        .create_with_context(Errors::default())
+        .expect("client");
+    match consumer.fetch_metadata(None, Duration::from_secs(10)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // librdkafka hands its errors to the context only while the client is polled.
+            for _ in 0..10 {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+            let mut seen = consumer.context().0.lock().expect("errors").clone();
+            seen.push(e.to_string());
+            Err(seen)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_processor_works_over_sasl_ssl_and_wrong_credentials_are_refused() {
+    let (bootstrap, ca, user, password) = secured_listener();
+    let run = Run::new("compat_sasl").await;
+    // Configured as on a secured cluster, through the environment rule only.
+    let secured = vec![
+        ("STREAMCART_KAFKA_BOOTSTRAP", bootstrap.clone()),
+        (
+            "STREAMCART_KAFKA__PROPERTIES__SECURITY_PROTOCOL",
+            "SASL_SSL".to_owned(),
+        ),
+        (
+            "STREAMCART_KAFKA__PROPERTIES__SASL_MECHANISMS",
+            "SCRAM-SHA-512".to_owned(),
+        ),
+        ("STREAMCART_KAFKA__PROPERTIES__SASL_USERNAME", user.clone()),
+        (
+            "STREAMCART_KAFKA__PROPERTIES__SASL_PASSWORD",
+            password.clone(),
+        ),
+        ("STREAMCART_KAFKA__PROPERTIES__SSL_CA_LOCATION", ca.clone()),
+    ];
+    let mut processor = run.processor("sasl-0", "sasl", &secured);
+    // The commands come from a client on the plaintext listener of the same broker.
+    let p = producer("murmur2_random");
+    let commands = run.topics.commands(Context::Inventory);
+    let mut sent = HashSet::new();
+    for i in 0..5 {
+        let sku = format!("{}SKU-{i}", run.prefix);
+        let (id, bytes) = run.command(&sku, 2).await;
+        send(&p, &commands, None, &sku, &bytes, &[]).await;
+        sent.insert(id);
+    }
+    let results = tokio::task::block_in_place(|| run.results(5, Duration::from_secs(120)));
+    let answered: HashSet<Uuid> = results.iter().map(|r| r.command_id).collect();
+    assert_eq!(
+        answered,
+        sent,
+        "every command answered over SASL_SSL:\n{}",
+        run.log("sasl")
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r.outcome, Outcome::Accepted { version: 1, .. })),
+        "{results:?}"
+    );
+    assert!(processor.terminate(Duration::from_secs(30)));
+
+    tokio::task::block_in_place(|| {
+        metadata_over_tls(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "PLAIN"),
+            ("sasl.username", &user),
+            ("sasl.password", &password),
+        ])
+        .expect("PLAIN with the right password is let in");
+        for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
+            let errors = metadata_over_tls(&[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanisms", mechanism),
+                ("sasl.username", &user),
+                ("sasl.password", "not-the-password"),
+            ])
+            .expect_err("a wrong password is refused");
+            assert!(
+                errors.iter().any(|e| e.contains("Authentication failed")),
+                "{mechanism}: no authentication failure among {errors:?}"
+            );
+        }
+        // TLS without SASL: the listener wants a SASL handshake first.
+        metadata_over_tls(&[("security.protocol", "SSL")])
+            .expect_err("a client without credentials is refused");
+    });
+}
+
 /// Starts the stock processor on the namespace `prefix` with `env`, waits (bounded) until it
 /// exits, asserts it failed, and returns its log.
 async fn refused_start(prefix: &str, env: &[(&str, String)], log_name: &str) -> String {
