@@ -147,6 +147,11 @@ impl Edge {
         (status, headers, value)
     }
 
+    /// Kills the edge the test talks to (its address stops answering).
+    fn kill_edge(&mut self) {
+        self._edge.kill_hard();
+    }
+
     /// Starts another `streamcart serve` over the same world; it and its address once its
     /// `/health` answers 200.
     async fn another(&self, log: &str) -> (Child, String) {
@@ -1362,4 +1367,76 @@ async fn redis_scylla_and_kafka_outages_degrade_without_hanging() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_202_is_answered_on_any_edge_also_after_its_edge_stopped() {
+    let _shared = SERVERS.read().await;
+    let world = World::new("qany").await;
+    // No command processor yet, and a short answer wait: the command is answered 202.
+    let mut edge = Edge::start(
+        world,
+        false,
+        &[("STREAMCART_API_COMMAND_TIMEOUT_MS", "300".into())],
+    )
+    .await;
+    let admin = hs256("admin-1", &["catalog_admin"]);
+    let someone_else = hs256("admin-2", &["catalog_admin"]);
+    let sku = format!("{}-LAMP", edge.world.keyspace);
+    let (status, body) = edge
+        .create_product(&admin, &sku, "Lamp", "home", 4500)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let command_id = body["command_id"].as_str().expect("command id").to_owned();
+    let path = format!("/v1/commands/{command_id}");
+
+    // Another instance knows the command, for its sender only.
+    let (_second_edge, second) = edge.another("serve-second").await;
+    let (status, _, body) = edge
+        .call_at(&second, Method::GET, &path, Some(&admin), None, &[])
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], json!("pending"), "{body}");
+    assert_eq!(body["aggregate_id"], json!(sku), "{body}");
+    let (status, _, _) = edge
+        .call_at(&second, Method::GET, &path, Some(&someone_else), None, &[])
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another caller learns nothing"
+    );
+
+    // The instance that took the command stops before the answer exists; then the processors
+    // start and answer it. The second instance never waited for it, yet finds it.
+    edge.kill_edge();
+    let _roles = edge
+        .world
+        .spawn_with(&["run"], &edge_env(support::free_port(), &[]), "run");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let answered = loop {
+        let (status, _, body) = edge
+            .call_at(&second, Method::GET, &path, Some(&admin), None, &[])
+            .await;
+        if status == StatusCode::OK {
+            break body;
+        }
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "the answer never reached the second instance"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert_eq!(answered["status"], json!("accepted"), "{answered}");
+    assert_eq!(answered["version"], json!(1), "{answered}");
+    assert_eq!(answered["aggregate_id"], json!(sku), "{answered}");
+
+    // Found once, the answer is shared: a third instance gives the same.
+    let (_third_edge, third) = edge.another("serve-third").await;
+    let (status, _, body) = edge
+        .call_at(&third, Method::GET, &path, Some(&admin), None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, answered);
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::SpanKind;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -25,6 +25,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use streamcart_kafka_runtime::KafkaSettings;
 use streamcart_kafka_runtime::headers::{AVRO_CONTENT_TYPE, CONTENT_TYPE, TRACEPARENT};
+use streamcart_kafka_runtime::partitioner::partition_for;
 use streamcart_kafka_runtime::telemetry::{self, WorkSpan};
 use streamcart_schemas::codec::Codec;
 use streamcart_schemas::envelope::{CommandEnvelope, CommandPayload, CommandResult};
@@ -35,6 +36,7 @@ use uuid::Uuid;
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
+use crate::idempotency::IdempotencyKeys;
 use crate::metrics::{Metrics, bump};
 
 /// Notices librdkafka's "all brokers down" so requests fail fast instead of waiting it out.
@@ -163,27 +165,28 @@ impl Tables {
     }
 
     /// Records `result` for the command it answers, if this gateway sent that command to that
-    /// aggregate, and wakes its waiters with the first answer.
-    fn answered(&mut self, result: CommandResult) {
+    /// aggregate, and wakes its waiters with the first answer. Returns that first answer when it
+    /// has just arrived and nobody was waiting for it any more: its sender was told 202.
+    fn answered(&mut self, result: CommandResult) -> Option<CommandResult> {
         let id = result.command_id;
         // Command ids are chosen by clients: a result for the same id at another aggregate
         // answers someone else's command.
-        let Some(sent) = self
+        let sent = self
             .sent
             .get_mut(&id)
-            .filter(|s| s.aggregate_id == result.aggregate_id)
-        else {
-            return;
-        };
+            .filter(|s| s.aggregate_id == result.aggregate_id)?;
         // The first answer is the one that applied (or refused) the command; a later one for a
         // repeat of the same id is a duplicate and must not hide it.
-        if sent.result.is_none() {
+        let arrived = sent.result.is_none();
+        if arrived {
             sent.result = Some(result.clone());
         }
         let first = sent.result.clone().unwrap_or(result);
+        let mut delivered = false;
         for waiter in self.waiters.remove(&id).unwrap_or_default() {
-            let _ = waiter.send(first.clone());
+            delivered |= waiter.send(first.clone()).is_ok();
         }
+        (arrived && !delivered).then_some(first)
     }
 }
 
@@ -209,6 +212,8 @@ pub struct Gateway {
     produce_timeout: Duration,
     answer_timeout: Duration,
     metrics: Arc<Metrics>,
+    settings: KafkaSettings,
+    ledger: Option<Arc<IdempotencyKeys>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -229,11 +234,14 @@ pub enum GatewayError {
 
 impl Gateway {
     /// A gateway producing with `settings`, and its results reader running until `shutdown`.
+    /// With a `ledger`, answers that arrive after their sender was told 202 are stored there,
+    /// for polls on any instance.
     pub fn start(
         settings: &KafkaSettings,
         codec: Arc<Codec>,
         config: &ApiConfig,
         metrics: Arc<Metrics>,
+        ledger: Option<Arc<IdempotencyKeys>>,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, GatewayError> {
         let health = KafkaHealth::default();
@@ -259,6 +267,8 @@ impl Gateway {
             produce_timeout: config.produce_timeout(),
             answer_timeout: config.command_timeout(),
             metrics,
+            settings: settings.clone(),
+            ledger,
         });
         tokio::spawn(Arc::clone(&gateway).read_results(reader, shutdown.clone()));
         tokio::spawn(Arc::clone(&gateway).probe_while_down(shutdown));
@@ -419,9 +429,46 @@ impl Gateway {
     }
 
     fn answered(&self, result: CommandResult) {
-        if let Ok(mut tables) = self.tables.lock() {
-            tables.answered(result);
+        let late = match self.tables.lock() {
+            Ok(mut tables) => tables.answered(result),
+            Err(_) => None,
+        };
+        if let (Some(late), Some(ledger)) = (late, &self.ledger) {
+            let ledger = Arc::clone(ledger);
+            tokio::spawn(async move {
+                if let Err(e) = ledger.remember_result(&late).await {
+                    tracing::warn!(error = %e, command_id = %late.command_id,
+                        "a late answer is not shared with the other edge instances");
+                }
+            });
         }
+    }
+
+    /// The first answer to command `id` at `aggregate_id` in `command.results`, read from the
+    /// time it was sent (`sent_at_ms`, less [`CLOCK_SKEW`]), for a command this instance did not
+    /// send; `None` when it has no answer yet. Reads at most [`SCAN_BOUND`] of records.
+    pub async fn find_result(
+        &self,
+        id: Uuid,
+        aggregate_id: &str,
+        sent_at_ms: i64,
+    ) -> Result<Option<CommandResult>, ApiError> {
+        let (settings, topic) = (self.settings.clone(), self.topics.command_results());
+        let since = sent_at_ms - CLOCK_SKEW.as_millis() as i64;
+        let found = tokio::task::spawn_blocking(move || scan_results(&settings, &topic, id, since))
+            .await
+            .map_err(|e| ApiError::Internal(format!("results scan: {e}")))?
+            .map_err(|e| kafka_unavailable(&e.to_string()))?;
+        for bytes in found {
+            match self.codec.decode::<CommandResult>(&bytes).await {
+                Ok(result) if result.aggregate_id == aggregate_id && result.command_id == id => {
+                    return Ok(Some(result));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "undecodable command result skipped"),
+            }
+        }
+        Ok(None)
     }
 
     /// Follows `command.results` from its end at start-up; retries until Kafka answers.
@@ -514,6 +561,67 @@ impl Gateway {
             tracing::warn!(error = %e, "commands still queued at shutdown");
         }
     }
+}
+
+/// How far before a command's send time its answer is looked for: the processor stamps its
+/// result with its own clock.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(10);
+/// Longest one scan of `command.results` for a command's answer may read.
+pub const SCAN_BOUND: Duration = Duration::from_secs(3);
+
+/// The values of the records keyed `id` in its partition of `topic` from time `since_ms` to the
+/// last committed record (or [`SCAN_BOUND`]), in offset order.
+fn scan_results(
+    settings: &KafkaSettings,
+    topic: &str,
+    id: Uuid,
+    since_ms: i64,
+) -> Result<Vec<Vec<u8>>, KafkaError> {
+    let timeout = Duration::from_secs(5);
+    let reader: BaseConsumer = settings.restore_consumer().create()?;
+    let metadata = reader.fetch_metadata(Some(topic), timeout)?;
+    let count = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len() as i32);
+    let key = id.to_string();
+    // Results are keyed by command id and placed with murmur2, like every record of ours.
+    let Some(partition) = partition_for(key.as_bytes(), count) else {
+        return Err(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
+    };
+    let mut at = TopicPartitionList::new();
+    at.add_partition_offset(topic, partition, Offset::Offset(since_ms.max(0)))?;
+    let start = reader
+        .offsets_for_times(at, timeout)?
+        .find_partition(topic, partition)
+        .map(|p| p.offset());
+    let Some(Offset::Offset(start)) = start else {
+        // Nothing written since then.
+        return Ok(Vec::new());
+    };
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
+    reader.assign(&assignment)?;
+    let deadline = std::time::Instant::now() + SCAN_BOUND;
+    let mut found = Vec::new();
+    while std::time::Instant::now() < deadline {
+        match reader.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => return Err(e),
+            Some(Ok(m)) => {
+                if m.key() == Some(key.as_bytes())
+                    && let Some(v) = m.payload()
+                {
+                    found.push(v.to_vec());
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Assigns every partition of `topic` at its current end; returns the partition count.
@@ -610,6 +718,32 @@ mod tests {
         assert!(waiting.try_recv().is_err());
         tables.answered(accepted(id, "SKU-1", 1));
         assert_eq!(waiting.try_recv(), Ok(accepted(id, "SKU-1", 1)));
+    }
+
+    #[test]
+    fn an_answer_nobody_waits_for_any_more_is_reported_once_as_late() {
+        let mut tables = Tables::default();
+        let id = Uuid::from_u128(11);
+        let waiting = wait(&mut tables, id, "alice", "SKU-1");
+        // The caller was told 202: its wait ended.
+        drop(waiting);
+        assert_eq!(
+            tables.answered(accepted(id, "SKU-1", 1)),
+            Some(accepted(id, "SKU-1", 1))
+        );
+        assert_eq!(
+            tables.answered(accepted(id, "SKU-1", 1)),
+            None,
+            "reported once"
+        );
+        let id = Uuid::from_u128(12);
+        let mut live = wait(&mut tables, id, "alice", "SKU-1");
+        assert_eq!(
+            tables.answered(accepted(id, "SKU-1", 1)),
+            None,
+            "answered in time"
+        );
+        assert_eq!(live.try_recv(), Ok(accepted(id, "SKU-1", 1)));
     }
 
     #[test]

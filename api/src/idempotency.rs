@@ -146,7 +146,7 @@ impl Binding {
 /// than the answer they repeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-enum Stored {
+pub(crate) enum Stored {
     Accepted {
         aggregate_id: String,
         version: u64,
@@ -160,7 +160,7 @@ enum Stored {
 }
 
 impl Stored {
-    fn of(result: &CommandResult) -> Option<Self> {
+    pub(crate) fn of(result: &CommandResult) -> Option<Self> {
         let aggregate_id = result.aggregate_id.clone();
         match &result.outcome {
             Outcome::Accepted { version, event_ids } => Some(Stored::Accepted {
@@ -177,7 +177,7 @@ impl Stored {
         }
     }
 
-    fn into_result(self, command_id: Uuid) -> CommandResult {
+    pub(crate) fn into_result(self, command_id: Uuid) -> CommandResult {
         let (aggregate_id, outcome) = match self {
             Stored::Accepted {
                 aggregate_id,
@@ -235,12 +235,14 @@ pub fn fingerprint<B: Serialize>(
     ])
 }
 
-/// The bindings of idempotency keys, in Redis.
+/// The bindings of idempotency keys, in Redis, and the ledger of commands answered 202
+/// ([`crate::ledger`]), which shares their connection and lifetime.
 #[derive(Debug)]
 pub struct IdempotencyKeys {
     connection: RwLock<Option<ConnectionManager>>,
     prefix: String,
-    ttl: Duration,
+    pub(crate) ledger_prefix: String,
+    pub(crate) ttl: Duration,
     timeout: Duration,
     claim: Script,
     record: Script,
@@ -258,6 +260,7 @@ impl IdempotencyKeys {
         let keys = Arc::new(Self {
             connection: RwLock::new(None),
             prefix: format!("{topic_prefix}streamcart:idempotency:"),
+            ledger_prefix: format!("{topic_prefix}streamcart:commands:"),
             ttl: Duration::from_secs(config.idempotency_key_ttl_seconds.max(1)),
             timeout: config.idempotency_timeout(),
             claim: Script::new(CLAIM),
@@ -291,7 +294,7 @@ impl IdempotencyKeys {
         }
     }
 
-    fn connection(&self) -> Result<ConnectionManager, KeyError> {
+    pub(crate) fn connection(&self) -> Result<ConnectionManager, KeyError> {
         // The manager reconnects by itself once it exists; before that there is nothing to ask.
         self.connection
             .read()
@@ -308,7 +311,7 @@ impl IdempotencyKeys {
         (binding, answer)
     }
 
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, redis::RedisError>>,
     ) -> Result<T, KeyError> {

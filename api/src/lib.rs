@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod gateway;
 pub mod idempotency;
+pub mod ledger;
 pub mod metrics;
 pub mod openapi;
 pub mod reads;

@@ -231,12 +231,13 @@ pub fn document() -> Value {
             "/v1/customers/{customer_id}/orders": {"get": read("A customer's orders, newest first (that customer, or operator)",
                 with(path_param("customer_id", "Customer id"), paging()), schema("OrderPage"), true)},
             "/v1/commands/{command_id}": {"get": {
-                "summary": "The result of a command answered 202 (its sender)",
+                "summary": "The result of a command answered 202 (its sender, on any edge instance)",
                 "parameters": [path_param("command_id", "Command id (UUID)")],
                 "responses": {
                     "200": {"description": "Applied", "content": {"application/json": {"schema": schema("CommandReply")}}},
                     "202": {"description": "Still pending", "content": {"application/json": {"schema": schema("CommandReply")}}},
-                    "401": error_ref(), "404": error_ref(), "409": error_ref(), "422": error_ref()}}}
+                    "401": error_ref(), "404": error_ref(), "409": error_ref(), "422": error_ref(),
+                    "503": error_ref()}}}
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",

@@ -85,20 +85,21 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()>
             Some(connecting)
         }
     };
-    let gateway = Gateway::start(
-        &cfg.kafka,
-        codec,
-        &cfg.api,
-        Arc::clone(&metrics),
-        shutdown.clone(),
-    )
-    .context("starting the command gateway")?;
     let keys = IdempotencyKeys::start(
         cfg.redis_url.clone(),
         &cfg.topic_prefix,
         &cfg.api,
         shutdown.clone(),
     );
+    let gateway = Gateway::start(
+        &cfg.kafka,
+        codec,
+        &cfg.api,
+        Arc::clone(&metrics),
+        Some(Arc::clone(&keys)),
+        shutdown.clone(),
+    )
+    .context("starting the command gateway")?;
     let state = AppState {
         verifier,
         reads,

@@ -31,6 +31,7 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParams};
 use crate::gateway::{Poll, Reply, Send, now_ms};
 use crate::idempotency::{Binding, fingerprint, order_id_for};
+use crate::ledger::Remembered;
 use crate::state::AppState;
 
 /// Largest price or amount accepted, in minor units.
@@ -309,7 +310,18 @@ async fn dispatch<C: CommandPayload>(
             }
             answer(result, created.as_deref())
         }
-        Reply::Pending => Ok(pending(id, aggregate_id)),
+        Reply::Pending => {
+            // Recorded before the caller hears 202, so its first poll may go to any instance.
+            if let Err(e) = state
+                .keys
+                .remember_pending(id, &caller.subject, aggregate_id, now_ms())
+                .await
+            {
+                tracing::warn!(error = %e, command_id = %id,
+                    "a pending command is known to this edge instance only");
+            }
+            Ok(pending(id, aggregate_id))
+        }
     }
 }
 
@@ -646,8 +658,29 @@ pub async fn command_status(
     let id = Uuid::parse_str(&id)
         .map_err(|_| ApiError::bad_request("invalid_id", "command id must be a UUID"))?;
     match state.gateway.poll(id, &caller.subject) {
-        Poll::Done(result) => answer(result, None),
-        Poll::Waiting(aggregate_id) => Ok(pending(id, &aggregate_id)),
-        Poll::Unknown => Err(ApiError::not_found(format!("command {id}"))),
+        Poll::Done(result) => return answer(result, None),
+        Poll::Waiting(aggregate_id) => return Ok(pending(id, &aggregate_id)),
+        Poll::Unknown => {}
+    }
+    // Sent through another instance (or this one before a restart): the shared ledger knows.
+    match state.keys.remembered(id, &caller.subject).await? {
+        Some(Remembered::Done(result)) => answer(result, None),
+        Some(Remembered::Waiting {
+            aggregate_id,
+            sent_at_ms,
+        }) => match state
+            .gateway
+            .find_result(id, &aggregate_id, sent_at_ms)
+            .await?
+        {
+            Some(result) => {
+                if let Err(e) = state.keys.remember_result(&result).await {
+                    tracing::warn!(error = %e, command_id = %id, "a found answer is not stored");
+                }
+                answer(result, None)
+            }
+            None => Ok(pending(id, &aggregate_id)),
+        },
+        None => Err(ApiError::not_found(format!("command {id}"))),
     }
 }
